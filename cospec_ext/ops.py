@@ -1,0 +1,282 @@
+"""Typed, validated wrappers of the `torch.ops.cospec` kernels, with their fake
+(meta) implementations for torch.compile registered beside each.
+
+Tree convention (every op, the engine and the tests): per sequence b there are N
+nodes; node 0 is the root (the last accepted token, whose target logits predict
+the first new token); `candidates[b, i]` is the token at node i; `parents[b, 0]
+= -1` and `parents[b, i] < i`; children of a node, in increasing index, are in
+the draft's preference order; `logits[b, i]` is the next-token distribution after
+node i. A chain of k drafted tokens is `parents = [-1, 0, 1, ..., k-1]`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from . import _validate as check
+
+_ops = torch.ops.cospec
+_LONG = (torch.int64,)
+
+
+class VerifyOutput(NamedTuple):
+    path: torch.Tensor  # int64 [B, N]: accepted node ids, root first, -1 padded
+    accept_len: torch.Tensor  # int64 [B]: accepted non-root nodes
+    next_token: torch.Tensor  # int64 [B]: bonus / correction token after the last accepted node
+    consulted: torch.Tensor  # bool [B, N]: nodes whose accept_draft was looked at
+    arbiter_accepted: torch.Tensor  # bool [B, N]: nodes accepted because of the arbiter
+
+
+class LogitStats(NamedTuple):
+    argmax: torch.Tensor  # int64 [B, N]
+    max_logit: torch.Tensor  # float32 [B, N]
+    logsumexp: torch.Tensor  # float32 [B, N]
+    entropy: torch.Tensor  # float32 [B, N], nats
+    margin: torch.Tensor  # float32 [B, N]: top1 - top2 logit (+inf when V == 1)
+    cand_logprob: torch.Tensor  # float32 [B, N]: log p_parent(candidate); 0 at the root
+
+
+def verify_tree(
+    candidates: torch.Tensor,
+    parents: torch.Tensor,
+    target_logits: Optional[torch.Tensor] = None,
+    accept_draft: Optional[torch.Tensor] = None,
+    temperature: float = 0.0,
+    uniforms: Optional[torch.Tensor] = None,
+    *,
+    target_argmax: Optional[torch.Tensor] = None,
+    validate: bool = True,
+) -> VerifyOutput:
+    """Walks each draft tree from the root and returns the accepted path.
+
+    Greedy (temperature == 0): at node c, t = argmax(target_logits[b, c]) (ties: lowest
+    id; or `target_argmax[b, c]` when given, e.g. from logit_stats, so the logits are not
+    read again); move to the first child with candidate t; otherwise, when
+    `accept_draft` is given, consult the children in order (marking `consulted`) and move
+    to the first with accept_draft true (marking `arbiter_accepted`); otherwise stop and
+    emit next_token = t. With accept_draft=None this is standard, lossless greedy tree
+    verification.
+
+    Sampling (temperature > 0), lossless for a deterministic drafter: with
+    p = softmax(target_logits[b, c] / T) and q = p, try the children of c in order and
+    accept child i (token t) when `uniforms[b, i] * sum(q) < q[t]`, else set q[t] = 0;
+    when all are rejected the arbiter may move to a child as in greedy; otherwise
+    next_token is drawn from q / sum(q) by inverse CDF with `uniforms[b, 0]`.
+
+    Args:
+        candidates: int64 [B, N], token at each node (candidates[b, 0] = root token).
+        parents: int64 [B, N], the tree (see the module docstring).
+        target_logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
+        accept_draft: bool [B, N], the arbiter's decision per node, or None.
+        temperature: 0 for greedy, > 0 for sampling.
+        uniforms: float32 [B, N] in [0, 1), required for sampling.
+        target_argmax: int64 [B, N], greedy only: precomputed argmax per node.
+        validate: check tree structure and token ranges (one host sync on CUDA).
+    Returns:
+        VerifyOutput(path [B, N], accept_len [B], next_token [B], consulted [B, N],
+        arbiter_accepted [B, N]).
+    """
+    check.tensor("candidates", candidates, dtypes=_LONG, dim=2)
+    dev = candidates.device
+    check.tensor("parents", parents, dtypes=_LONG, dim=2, device=dev)
+    B, N = candidates.shape
+    check.same_shape("parents", parents, (B, N), "[B, N] like `candidates`")
+    temperature = float(temperature)
+    if not (temperature >= 0.0 and temperature != float("inf")):
+        raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
+    vocab = None
+    if target_logits is not None:
+        check.tensor("target_logits", target_logits, dtypes=check.FLOAT_DTYPES, dim=3, device=dev)
+        if tuple(target_logits.shape[:2]) != (B, N) or target_logits.shape[2] == 0:
+            raise ValueError(f"`target_logits` must be [B, N, V] = [{B}, {N}, V], got {list(target_logits.shape)}")
+        vocab = target_logits.shape[2]
+    if temperature > 0.0:
+        if target_logits is None:
+            raise ValueError("sampling (temperature > 0) needs `target_logits`")
+        if uniforms is None:
+            raise ValueError("sampling (temperature > 0) needs `uniforms` float32 [B, N] in [0, 1)")
+        check.tensor("uniforms", uniforms, dtypes=(torch.float32,), dim=2, device=dev)
+        check.same_shape("uniforms", uniforms, (B, N), "[B, N]")
+        target_argmax = None
+    elif target_logits is None and target_argmax is None:
+        raise ValueError("give `target_logits` or `target_argmax`")
+    if target_argmax is not None:
+        check.tensor("target_argmax", target_argmax, dtypes=_LONG, dim=2, device=dev)
+        check.same_shape("target_argmax", target_argmax, (B, N), "[B, N]")
+    if accept_draft is not None:
+        check.tensor("accept_draft", accept_draft, dtypes=(torch.bool,), dim=2, device=dev)
+        check.same_shape("accept_draft", accept_draft, (B, N), "[B, N]")
+    if validate and not check.is_compiling():
+        check.tree(parents, candidates, vocab)
+        if uniforms is not None and temperature > 0.0 and bool(((uniforms < 0) | (uniforms >= 1)).any()):
+            raise ValueError("`uniforms` must lie in [0, 1)")
+    return VerifyOutput(
+        *_ops.verify_tree(candidates, parents, target_logits, target_argmax, accept_draft, temperature, uniforms)
+    )
+
+
+@torch.library.register_fake("cospec::verify_tree")
+def _verify_tree_fake(candidates, parents, target_logits, target_argmax, accept_draft, temperature, uniforms):
+    torch._check(candidates.dim() == 2 and candidates.dtype == torch.int64, lambda: "candidates: int64 [B, N]")
+    torch._check(parents.shape == candidates.shape, lambda: "parents must be [B, N] like candidates")
+    torch._check(target_logits is not None or target_argmax is not None, lambda: "need logits or argmax")
+    B, N = candidates.shape
+    long = candidates.new_empty((B, N))
+    return (
+        long,
+        candidates.new_empty((B,)),
+        candidates.new_empty((B,)),
+        candidates.new_empty((B, N), dtype=torch.bool),
+        candidates.new_empty((B, N), dtype=torch.bool),
+    )
+
+
+def logit_stats(
+    logits: torch.Tensor,
+    candidates: Optional[torch.Tensor] = None,
+    parents: Optional[torch.Tensor] = None,
+    *,
+    validate: bool = True,
+) -> LogitStats:
+    """Per-node softmax statistics in one pass over logits [B, N, V].
+
+    With p = softmax(x) for a row x (float32 accumulation):
+        argmax      = lowest i with x_i = max x            int64 [B, N]
+        max_logit   = max x                                 float32 [B, N]
+        logsumexp   = log sum_j exp(x_j)                    float32 [B, N]
+        entropy     = -sum_j p_j log p_j                    float32 [B, N]
+        margin      = top1(x) - top2(x)                     float32 [B, N]
+        cand_logprob[b, i] = x[b, parents[b,i], candidates[b,i]] - logsumexp[b, parents[b,i]]
+                      for i >= 1, 0 at the root, NaN when no tree is given.
+    Args:
+        logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
+        candidates, parents: int64 [B, N] (given together), the tree the logits belong to.
+    """
+    check.tensor("logits", logits, dtypes=check.FLOAT_DTYPES, dim=3)
+    B, N, V = logits.shape
+    if V == 0:
+        raise ValueError(f"`logits` must have a non-empty vocabulary dim, got {list(logits.shape)}")
+    if (candidates is None) != (parents is None):
+        raise ValueError("`candidates` and `parents` must be given together")
+    if candidates is not None:
+        check.tensor("candidates", candidates, dtypes=_LONG, dim=2, device=logits.device)
+        check.tensor("parents", parents, dtypes=_LONG, dim=2, device=logits.device)
+        check.same_shape("candidates", candidates, (B, N), "[B, N] like `logits`")
+        check.same_shape("parents", parents, (B, N), "[B, N] like `logits`")
+        if validate and not check.is_compiling():
+            check.tree(parents, candidates, V)
+    return LogitStats(*_ops.logit_stats(logits, candidates, parents))
+
+
+@torch.library.register_fake("cospec::logit_stats")
+def _logit_stats_fake(logits, candidates, parents):
+    torch._check(logits.dim() == 3, lambda: "logits must be [B, N, V]")
+    B, N, _ = logits.shape
+    f = logits.new_empty((B, N), dtype=torch.float32)
+    return (logits.new_empty((B, N), dtype=torch.int64), f, f.clone(), f.clone(), f.clone(), f.clone())
+
+
+def arbiter_score(
+    features: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: Optional[torch.Tensor] = None,
+    b2: Optional[torch.Tensor] = None,
+    *,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    activation: str = "gelu",
+) -> torch.Tensor:
+    """The arbiter's MLP on feature rows, fused: one logit per row.
+
+        h1 = act(features @ w1.T + b1)       features [M, F] (f32/f16/bf16), w1 [H1, F]
+        h2 = act(h1 @ w2.T + b2)             optional, w2 [H2, H1]
+        logit = h_last @ w_out + b_out       w_out [H_last], b_out [1]
+    act: "gelu" (exact erf form) or "relu". Weights float32 contiguous, widths <= 1024.
+    Returns float32 [M].
+    """
+    check.tensor("features", features, dtypes=check.FLOAT_DTYPES, dim=2)
+    dev = features.device
+    for name, t in (("w1", w1), ("b1", b1), ("w_out", w_out), ("b_out", b_out)):
+        check.tensor(name, t, dtypes=(torch.float32,), device=dev)
+    if (w2 is None) != (b2 is None):
+        raise ValueError("`w2` and `b2` must be given together")
+    if w2 is not None:
+        check.tensor("w2", w2, dtypes=(torch.float32,), dim=2, device=dev)
+        check.tensor("b2", b2, dtypes=(torch.float32,), dim=1, device=dev)
+    if activation not in ("gelu", "relu"):
+        raise ValueError(f"`activation` must be 'gelu' or 'relu', got {activation!r}")
+    F = features.shape[1]
+    if w1.dim() != 2 or w1.shape[1] != F:
+        raise ValueError(f"`w1` must be [H1, F={F}], got {list(w1.shape)}")
+    H1 = w1.shape[0]
+    if not 1 <= H1 <= 1024 or list(b1.shape) != [H1]:
+        raise ValueError(f"`w1` [H1, F] with 1 <= H1 <= 1024 and `b1` [H1]; got {list(w1.shape)}, {list(b1.shape)}")
+    last = H1
+    if w2 is not None:
+        if w2.shape[1] != H1 or not 1 <= w2.shape[0] <= 1024 or list(b2.shape) != [w2.shape[0]]:
+            raise ValueError(f"`w2` must be [H2, H1={H1}] (H2 <= 1024) with `b2` [H2]; got {list(w2.shape)}, {list(b2.shape)}")
+        last = w2.shape[0]
+    if list(w_out.shape) != [last]:
+        raise ValueError(f"`w_out` must be [{last}], got {list(w_out.shape)}")
+    if b_out.numel() != 1:
+        raise ValueError(f"`b_out` must hold one value, got shape {list(b_out.shape)}")
+    w1, b1, w_out, b_out = (t.contiguous() for t in (w1, b1, w_out, b_out.reshape(1)))
+    if w2 is not None:
+        w2, b2 = w2.contiguous(), b2.contiguous()
+    return _ops.arbiter_score(features, w1, b1, w2, b2, w_out, b_out, activation)
+
+
+@torch.library.register_fake("cospec::arbiter_score")
+def _arbiter_score_fake(features, w1, b1, w2, b2, w_out, b_out, activation):
+    torch._check(features.dim() == 2, lambda: "features must be [M, F]")
+    torch._check(w1.shape[1] == features.shape[1], lambda: "w1 must be [H1, F]")
+    return features.new_empty((features.shape[0],), dtype=torch.float32)
+
+
+def kv_rollback(
+    cache: torch.Tensor, base_len: torch.Tensor, path: torch.Tensor, *, validate: bool = True
+) -> torch.Tensor:
+    """Compacts each sequence's accepted tree path to the front of its KV slots, in place.
+
+    cache [..., B, H, S, D] (any leading dims, e.g. [2, layers, B, H, S, D], any dtype,
+    rows of D contiguous): node i of sequence b was written at slot base_len[b] + i. For
+    every valid entry j of path[b] (a strictly increasing prefix of node ids, then -1):
+        cache[..., b, :, base_len[b] + j, :] <- cache[..., b, :, base_len[b] + path[b, j], :]
+    (values from before the call). Returns new_len = base_len + #valid entries, int64 [B].
+    Args:
+        base_len: int64 [B], with base_len[b] + N <= S.
+        path: int64 [B, N], e.g. VerifyOutput.path.
+    """
+    check.tensor("cache", cache)
+    if cache.dim() < 4:
+        raise ValueError(f"`cache` must be [..., B, H, S, D] (>= 4 dims), got shape {list(cache.shape)}")
+    if cache.stride(-1) != 1 and cache.shape[-1] != 1:
+        raise ValueError(f"`cache` rows (the last dim, D) must be contiguous, got strides {cache.stride()}")
+    dev = cache.device
+    check.tensor("base_len", base_len, dtypes=_LONG, dim=1, device=dev)
+    check.tensor("path", path, dtypes=_LONG, dim=2, device=dev)
+    B, S = cache.shape[-4], cache.shape[-2]
+    if base_len.shape[0] != B or path.shape[0] != B:
+        raise ValueError(
+            f"batch sizes differ: `cache` has B = {B}, `base_len` {base_len.shape[0]}, `path` {path.shape[0]}"
+        )
+    N = path.shape[1]
+    if validate and not check.is_compiling():
+        check.path(path, N)
+        bad = (base_len < 0) | (base_len + N > S)
+        if bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"`base_len`[{b}] + N = {int(base_len[b])} + {N} must be within the cache's S = {S} slots"
+            )
+    return _ops.kv_rollback(cache, base_len, path)
+
+
+@torch.library.register_fake("cospec::kv_rollback")
+def _kv_rollback_fake(cache, base_len, path):
+    torch._check(cache.dim() >= 4, lambda: "cache must be [..., B, H, S, D]")
+    torch._check(base_len.shape[0] == cache.shape[-4], lambda: "base_len must be [B]")
+    return base_len.new_empty(base_len.shape)

@@ -1,0 +1,140 @@
+"""Plain PyTorch / Python-loop implementations of the cospec ops: the oracle the
+kernels are tested against. Written for clarity, not speed; float64 math.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .ops import LogitStats, VerifyOutput
+
+
+def logit_stats_ref(
+    logits: torch.Tensor, candidates: Optional[torch.Tensor] = None, parents: Optional[torch.Tensor] = None
+) -> LogitStats:
+    x = logits.double()  # [B, N, V]
+    B, N, V = x.shape
+    lse = torch.logsumexp(x, dim=-1)  # [B, N]
+    logp = x - lse[..., None]
+    p = logp.exp()
+    entropy = -(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1)
+    top = x.topk(min(2, V), dim=-1).values
+    margin = top[..., 0] - top[..., 1] if V > 1 else torch.full((B, N), math.inf, dtype=x.dtype)
+    cand_logprob = torch.full((B, N), math.nan, dtype=torch.float64)
+    if candidates is not None:
+        cand_logprob.zero_()
+        for b in range(B):
+            for i in range(1, N):
+                par = int(parents[b, i])
+                cand_logprob[b, i] = logp[b, par, int(candidates[b, i])]
+    return LogitStats(
+        x.argmax(-1),  # torch.argmax: the first maximal index
+        x.amax(-1).float(),
+        lse.float(),
+        entropy.float(),
+        margin.float(),
+        cand_logprob.float(),
+    )
+
+
+def _children(parents_row: list[int], node: int) -> list[int]:
+    return [i for i in range(node + 1, len(parents_row)) if parents_row[i] == node]
+
+
+def verify_tree_ref(
+    candidates: torch.Tensor,
+    parents: torch.Tensor,
+    target_logits: Optional[torch.Tensor] = None,
+    accept_draft: Optional[torch.Tensor] = None,
+    temperature: float = 0.0,
+    uniforms: Optional[torch.Tensor] = None,
+    *,
+    target_argmax: Optional[torch.Tensor] = None,
+) -> VerifyOutput:
+    """The CoSpec tree walk, one sequence and one node at a time (see ops.verify_tree)."""
+    B, N = candidates.shape
+    path = torch.full((B, N), -1, dtype=torch.int64)
+    accept_len = torch.zeros(B, dtype=torch.int64)
+    next_token = torch.zeros(B, dtype=torch.int64)
+    consulted = torch.zeros(B, N, dtype=torch.bool)
+    arb = torch.zeros(B, N, dtype=torch.bool)
+    for b in range(B):
+        cand = candidates[b].tolist()
+        par = parents[b].tolist()
+        acc = accept_draft[b].tolist() if accept_draft is not None else None
+        node, walk = 0, [0]
+        while True:
+            kids = _children(par, node)
+            nxt = None
+            if temperature == 0.0:
+                if target_argmax is not None:
+                    t = int(target_argmax[b, node])
+                else:
+                    t = int(target_logits[b, node].double().argmax())
+                nxt = next((c for c in kids if cand[c] == t), None)
+            else:
+                p = torch.softmax(target_logits[b, node].double() / temperature, dim=-1)
+                q = p.clone()
+                for c in kids:  # accept c with probability q[c] / sum(q), else remove its token
+                    if float(uniforms[b, c]) * float(q.sum()) < float(q[cand[c]]):
+                        nxt = c
+                        break
+                    q[cand[c]] = 0.0
+            if nxt is None and acc is not None:  # the arbiter's turn
+                for c in kids:
+                    consulted[b, c] = True
+                    if acc[c]:
+                        arb[b, c] = True
+                        nxt = c
+                        break
+            if nxt is None:
+                if temperature == 0.0:
+                    next_token[b] = t
+                else:  # inverse CDF of the residual q / sum(q) with uniforms[b, 0]
+                    cdf = torch.cumsum(q, 0)
+                    hit = (cdf > float(uniforms[b, 0]) * float(q.sum())) & (q > 0)
+                    nz = hit.nonzero()
+                    next_token[b] = int(nz[0]) if len(nz) else int((q > 0).nonzero()[-1])
+                break
+            walk.append(nxt)
+            node = nxt
+        path[b, : len(walk)] = torch.tensor(walk)
+        accept_len[b] = len(walk) - 1
+    dev = candidates.device
+    return VerifyOutput(*(t.to(dev) for t in (path, accept_len, next_token, consulted, arb)))
+
+
+def arbiter_score_ref(
+    features: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: Optional[torch.Tensor] = None,
+    b2: Optional[torch.Tensor] = None,
+    *,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    activation: str = "gelu",
+) -> torch.Tensor:
+    act = F.gelu if activation == "gelu" else F.relu
+    h = act(F.linear(features.double(), w1.double(), b1.double()))
+    if w2 is not None:
+        h = act(F.linear(h, w2.double(), b2.double()))
+    return (h @ w_out.double() + b_out.double().reshape(())).float()
+
+
+def kv_rollback_ref(cache: torch.Tensor, base_len: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+    """Gathers every source slot first, then writes: no aliasing question arises."""
+    B, N = path.shape
+    new_len = base_len.clone()
+    for b in range(B):
+        base = int(base_len[b])
+        src = [int(p) for p in path[b] if int(p) >= 0]
+        rows = [cache[..., b, :, base + s, :].clone() for s in src]
+        for j, row in enumerate(rows):
+            cache[..., b, :, base + j, :] = row
+        new_len[b] = base + len(src)
+    return new_len

@@ -1,0 +1,28 @@
+// Every schema of the `cospec` library, defined once. Implementations register
+// per backend in <op>/<op>_cpu.cpp and <op>/<op>_cuda.cu; fake (meta)
+// implementations for torch.compile live beside the wrappers in cospec_ext/ops.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(cospec, m) {
+  // Walks each tree from the root, accepting the child whose token the target picks
+  // (greedy: argmax; temperature > 0: lossless multi-draft speculative sampling driven by
+  // `uniforms`), optionally accepting a mismatching child where `accept_draft` says so.
+  m.def(
+      "verify_tree(Tensor candidates, Tensor parents, Tensor? target_logits=None, "
+      "Tensor? target_argmax=None, Tensor? accept_draft=None, float temperature=0.0, "
+      "Tensor? uniforms=None) -> (Tensor path, Tensor accept_len, Tensor next_token, "
+      "Tensor consulted, Tensor arbiter_accepted)");
+  // One online-softmax pass over logits [B, N, V]: per node argmax, max, logsumexp, entropy,
+  // top-2 margin, and log p_parent(candidate) for every non-root node.
+  m.def(
+      "logit_stats(Tensor logits, Tensor? candidates=None, Tensor? parents=None) -> (Tensor "
+      "argmax, Tensor max_logit, Tensor logsumexp, Tensor entropy, Tensor margin, Tensor "
+      "cand_logprob)");
+  // The arbiter's MLP over feature rows [M, F] in one fused kernel: one logit per row.
+  m.def(
+      "arbiter_score(Tensor features, Tensor w1, Tensor b1, Tensor? w2, Tensor? b2, Tensor "
+      "w_out, Tensor b_out, str activation='gelu') -> Tensor");
+  // Compacts the accepted path of each tree to the front of the KV cache [..., B, H, S, D],
+  // in place; returns the new lengths base_len + |path|.
+  m.def("kv_rollback(Tensor(a!) cache, Tensor base_len, Tensor path) -> Tensor");
+}

@@ -118,7 +118,8 @@ def verify_tree(
 
 
 @torch.library.register_fake("cospec::verify_tree")
-def _verify_tree_fake(candidates, parents, target_logits, target_argmax, accept_draft, temperature, uniforms):
+def _verify_tree_fake(candidates, parents, target_logits=None, target_argmax=None, accept_draft=None,
+                      temperature=0.0, uniforms=None):
     torch._check(candidates.dim() == 2 and candidates.dtype == torch.int64, lambda: "candidates: int64 [B, N]")
     torch._check(parents.shape == candidates.shape, lambda: "parents must be [B, N] like candidates")
     torch._check(target_logits is not None or target_argmax is not None, lambda: "need logits or argmax")
@@ -149,7 +150,7 @@ def logit_stats(
         entropy     = -sum_j p_j log p_j                    float32 [B, N]
         margin      = top1(x) - top2(x)                     float32 [B, N]
         cand_logprob[b, i] = x[b, parents[b,i], candidates[b,i]] - logsumexp[b, parents[b,i]]
-                      for i >= 1, 0 at the root, NaN when no tree is given.
+                      for i >= 1; 0 at the root and everywhere when no tree is given.
     Args:
         logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
         candidates, parents: int64 [B, N] (given together), the tree the logits belong to.
@@ -171,7 +172,7 @@ def logit_stats(
 
 
 @torch.library.register_fake("cospec::logit_stats")
-def _logit_stats_fake(logits, candidates, parents):
+def _logit_stats_fake(logits, candidates=None, parents=None):
     torch._check(logits.dim() == 3, lambda: "logits must be [B, N, V]")
     B, N, _ = logits.shape
     f = logits.new_empty((B, N), dtype=torch.float32)
@@ -230,7 +231,7 @@ def arbiter_score(
 
 
 @torch.library.register_fake("cospec::arbiter_score")
-def _arbiter_score_fake(features, w1, b1, w2, b2, w_out, b_out, activation):
+def _arbiter_score_fake(features, w1, b1, w2, b2, w_out, b_out, activation="gelu"):
     torch._check(features.dim() == 2, lambda: "features must be [M, F]")
     torch._check(w1.shape[1] == features.shape[1], lambda: "w1 must be [H1, F]")
     return features.new_empty((features.shape[0],), dtype=torch.float32)

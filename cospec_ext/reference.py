@@ -24,9 +24,8 @@ def logit_stats_ref(
     entropy = -(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1)
     top = x.topk(min(2, V), dim=-1).values
     margin = top[..., 0] - top[..., 1] if V > 1 else torch.full((B, N), math.inf, dtype=x.dtype)
-    cand_logprob = torch.full((B, N), math.nan, dtype=torch.float64)
+    cand_logprob = torch.zeros((B, N), dtype=torch.float64)
     if candidates is not None:
-        cand_logprob.zero_()
         for b in range(B):
             for i in range(1, N):
                 par = int(parents[b, i])

@@ -60,7 +60,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> logit_stats_cpu(
     // log p_parent(candidate) = x[parent, candidate] - logsumexp[parent]; 0 at the root.
     float* cl = cand_logprob.data_ptr<float>();
     if (!candidates) {
-      std::fill(cl, cl + B * N, NAN);
+      std::fill(cl, cl + B * N, 0.f);
       return;
     }
     const auto C = candidates->accessor<int64_t, 2>();

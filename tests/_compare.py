@@ -1,0 +1,37 @@
+"""Assertion helpers whose messages say where and by how much."""
+
+from __future__ import annotations
+
+import torch
+
+
+def assert_equal(name: str, got: torch.Tensor, want: torch.Tensor) -> None:
+    got, want = got.cpu(), want.cpu()
+    assert got.shape == want.shape, f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"
+    bad = (got != want) & ~(got.isnan() & want.isnan()) if got.is_floating_point() else got != want
+    if bad.any():
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {bad.numel()} entries differ; first at {idx}: got {got[idx].item()}, want {want[idx].item()}"
+        )
+
+
+def assert_close_vs_torch(name: str, got: torch.Tensor, ref: torch.Tensor, same_precision: torch.Tensor,
+                          factor: float = 2.0, atol: float = 1e-5) -> None:
+    """|got - ref| <= factor * max|same_precision - ref| + atol (flash-attention's rule).
+
+    ref is a float64 reference; same_precision is PyTorch's own float32 computation of
+    the same quantity on the same inputs.
+    """
+    got, ref, sp = got.double().cpu(), ref.double().cpu(), same_precision.double().cpu()
+    finite = torch.isfinite(ref)
+    assert torch.equal(finite, torch.isfinite(got)), f"{name}: finite pattern differs"
+    assert torch.equal(got[~finite], ref[~finite]), f"{name}: non-finite values differ"
+    err = (got - ref).abs()[finite]
+    if err.numel() == 0:
+        return
+    bound = factor * (sp - ref).abs()[finite].max().item() + atol
+    worst = err.max().item()
+    if worst > bound:
+        flat = int(((got - ref).abs().nan_to_num(0) == worst).nonzero()[0].sum())
+        raise AssertionError(f"{name}: max error {worst:.3g} > bound {bound:.3g} (near flat index {flat})")

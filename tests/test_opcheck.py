@@ -1,0 +1,65 @@
+"""torch.library.opcheck on every op (schema, fake impl, autograd registration,
+AOT dispatch), and ops under torch.compile(fullgraph=True)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cospec_ext  # noqa: F401
+from cospec_ext import ops, reference
+from conftest import DEVICES, make_tree_inputs
+
+
+def samples(device):
+    g = torch.Generator().manual_seed(0)
+    cand, par, x = make_tree_inputs("random", 3, 9, 301, torch.float32, g)
+    accept = torch.rand(3, 9, generator=g) < 0.3
+    u = torch.rand(3, 9, generator=g)
+    d = lambda t: t.to(device)  # noqa: E731
+    cache = torch.randn(2, 2, 3, 2, 20, 8, generator=g)
+    path = reference.verify_tree_ref(cand, par, x).path
+    return {
+        "verify_tree": [
+            (d(cand), d(par), d(x), None, None, 0.0, None),
+            (d(cand), d(par), None, d(x.argmax(-1)), d(accept), 0.0, None),
+            (d(cand), d(par), d(x.bfloat16()), None, d(accept), 0.8, d(u)),
+        ],
+        "logit_stats": [(d(x), d(cand), d(par)), (d(x.half()), None, None)],
+        "arbiter_score": [
+            (d(torch.randn(5, 6)), d(torch.randn(8, 6)), d(torch.randn(8)), None, None, d(torch.randn(8)), d(torch.randn(1)), "gelu"),
+            (d(torch.randn(5, 6).bfloat16()), d(torch.randn(8, 6)), d(torch.randn(8)), d(torch.randn(4, 8)), d(torch.randn(4)), d(torch.randn(4)), d(torch.randn(1)), "relu"),
+        ],
+        "kv_rollback": [(d(cache), d(torch.tensor([0, 5, 11])), d(path))],
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback"])
+def test_opcheck(op, device):
+    for args in samples(device)[op]:
+        torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_fullgraph(device):
+    """logit_stats -> greedy verify_tree -> kv_rollback traced into one graph."""
+    g = torch.Generator().manual_seed(1)
+    cand, par, x = make_tree_inputs("chain", 2, 6, 500, torch.float32, g, p_match=0.8)
+    cache = torch.randn(2, 2, 2, 32, 8, generator=g)
+    base = torch.tensor([3, 10])
+
+    def step(cand, par, x, cache, base):
+        stats = ops.logit_stats(x, cand, par)
+        out = ops.verify_tree(cand, par, target_argmax=stats.argmax)
+        new_len = ops.kv_rollback(cache, base, out.path)
+        return stats.entropy.sum() + stats.cand_logprob.sum(), out.next_token, new_len
+
+    d = lambda t: t.to(device)  # noqa: E731
+    eager_cache, comp_cache = d(cache.clone()), d(cache.clone())
+    want = step(d(cand), d(par), d(x), eager_cache, d(base))
+    compiled = torch.compile(step, fullgraph=True, backend="inductor")
+    got = compiled(d(cand), d(par), d(x), comp_cache, d(base))
+    torch.testing.assert_close(got[0], want[0])
+    assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert torch.equal(comp_cache, eager_cache)

@@ -4,6 +4,8 @@ Importing the package loads the compiled extension, which registers the
 `torch.ops.cospec.*` ops (CPU always, CUDA when built with it).
 """
 
+import torch  # noqa: F401  (loads libtorch before the extension)
+
 from . import _C  # noqa: F401  (registers torch.ops.cospec.*)
 from . import ops, reference
 from .ops import LogitStats, VerifyOutput, arbiter_score, kv_rollback, logit_stats, verify_tree

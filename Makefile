@@ -1,0 +1,46 @@
+# One-command entry points; each works on a fresh clone with no manual step.
+#   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest
+#   make bench   microbenchmarks (pytest-benchmark) and a summary table
+#   make demo    the showcase (`cospec demo`)
+# Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-installed
+export MAX_JOBS ?= 2
+
+.PHONY: setup build test pytest ctest bench demo clean
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt | $(VPY)
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -r requirements.txt
+	touch $@
+
+setup: $(DEPS_STAMP)
+
+# Incremental (ninja): a no-op rebuild takes seconds.
+build: setup
+	$(VPY) -m pip install --no-build-isolation --no-deps -e .
+
+pytest: build
+	$(VPY) -m pytest tests -q
+
+ctest: build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(CURDIR)/$(VPY) bash cmake/ctest.sh
+
+test: pytest ctest
+
+bench: build
+	mkdir -p bench/out
+	$(VPY) -m pytest bench -q --benchmark-json=bench/out/bench.json
+	$(VPY) bench/summary.py bench/out/bench.json
+
+demo: build
+	$(VPY) -m cospec_ext.cli demo
+
+clean:
+	rm -rf build build-cmake *.egg-info cospec_ext/*.so bench/out

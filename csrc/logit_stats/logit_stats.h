@@ -109,7 +109,7 @@ COSPEC_HD RowStats softmax_state_finish(const SoftmaxState& st) {
 #include <c10/util/Half.h>
 
 namespace cospec::cpu {
-// Row statistics of x[0..V). Two builds of the same at::vec kernel
+// Row statistics of x[0..V). Three builds of the same at::vec kernel
 // (logit_stats_cpu_vec.h): AVX-512, AVX2+FMA and portable; logit_row_stats picks one at run time.
 #define COSPEC_DECLARE_ROW_STATS(suffix)                      \
   RowStats row_stats_##suffix(const float* x, int64_t V);     \
@@ -134,8 +134,4 @@ inline RowStats logit_row_stats(const T* x, int64_t V) {
   return row_stats_base(x, V);
 }
 }  // namespace cospec::cpu
-
-namespace cospec {
 #endif
-
-}  // namespace cospec

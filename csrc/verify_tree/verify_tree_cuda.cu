@@ -1,0 +1,498 @@
+// CUDA kernels of cospec::verify_tree.
+//
+// Parallel decomposition:
+//   walk_argmax_kernel (greedy with `target_argmax`): one thread per sequence b
+//     walks its tree with greedy_step / arbiter_step; no logits are read.
+//   walk_kernel<T, kSample>: one block of kThreads per sequence b. The block
+//     stages cand/par [N] in shared memory (when N <= kMaxStagedN), initialises
+//     its output rows, then loops: every thread reduces its share of the current
+//     node's logits row (coalesced 16-byte loads), a block reduction combines
+//     them (greedy: argmax, ties to the lowest index; sampling: M = max x/T and
+//     Z = sum exp(x/T - M)), thread 0 takes the step of verify_tree.h
+//     (greedy_step / sample_step with p(v) = exp(x[v]/T - M) / Z, then
+//     arbiter_step) and broadcasts the next node through shared memory. When
+//     sampling rejects every child (and the arbiter accepts none) the block draws
+//     the residual: chunks of blockDim * kItems tokens in token order, child
+//     tokens masked through a shared flag array, a block-wide exclusive prefix sum
+//     (double) of q and the first token whose running CDF exceeds u[0] * mass
+//     (fallbacks as in the CPU kernel: last token with mass, else the likeliest).
+//
+// Values are not validated here (the Python wrapper does it): the walk only
+// visits nodes in (cur, N), token ids outside [0, V) have probability 0 and are
+// never read, so no input makes a kernel read or write out of bounds.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "../common.h"
+#include "../tree_check.h"
+#include "verify_tree.h"
+
+namespace cospec {
+namespace {
+
+using at::Tensor;
+constexpr const char* kOp = "verify_tree";
+constexpr int kThreads = 512;
+constexpr int kUnroll = 4;                  // 16-byte loads in flight per thread
+constexpr int kItems = 4;                   // residual draw: tokens per thread per chunk
+constexpr int64_t kMaxStagedN = 2048;       // cand/par staged in shared memory up to this N
+constexpr unsigned kAll = 0xffffffffu;
+enum : int { kContinue = 0, kDone = 1, kResidual = 2 };
+
+struct WalkOut {
+  int64_t *path, *accept_len, *next_token;  // [B, N], [B], [B]
+  bool *consulted, *arb;                    // [B, N]
+};
+
+template <typename T>
+struct alignas(16) Pack {
+  T v[16 / sizeof(T)];
+};
+
+// f(vals, j) over this thread's share of x[0..n) as float, in increasing j: a scalar
+// head up to the first 16-byte boundary, 16-byte vectors, a scalar tail.
+template <typename T, typename F>
+__device__ __forceinline__ void row_foreach(const T* __restrict__ x, int64_t n, F&& f) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int tid = threadIdx.x, nt = blockDim.x;
+  const int64_t mis = (reinterpret_cast<uintptr_t>(x) % 16) / sizeof(T);
+  const int64_t head = min(n, mis == 0 ? int64_t{0} : kVec - mis);
+  if (tid < head) {
+    const float v[1] = {static_cast<float>(x[tid])};
+    f(v, int64_t{tid});
+  }
+  const int64_t nvec = (n - head) / kVec;
+  const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(x + head);
+  int64_t i = tid;
+  for (; i + (kUnroll - 1) * nt < nvec; i += kUnroll * nt) {
+    Pack<T> p[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) p[k] = xv[i + k * nt];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      float v[kVec];
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p[k].v[e]);
+      f(v, head + (i + k * nt) * kVec);
+    }
+  }
+  for (; i < nvec; i += nt) {
+    const Pack<T> p = xv[i];
+    float v[kVec];
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p.v[e]);
+    f(v, head + i * kVec);
+  }
+  for (int64_t j = head + nvec * kVec + tid; j < n; j += nt) {
+    const float v[1] = {static_cast<float>(x[j])};
+    f(v, j);
+  }
+}
+
+struct ArgMax {
+  float v;
+  int64_t i;  // INT64_MAX: none
+};
+struct MaxSum {
+  float m, s;  // max of x/T and sum exp(x/T - m)
+};
+
+__device__ __forceinline__ int64_t shfl_xor(int64_t a, int off) {
+  return __shfl_xor_sync(kAll, static_cast<long long>(a), off);
+}
+__device__ __forceinline__ ArgMax shfl_xor(const ArgMax& a, int off) {
+  return ArgMax{__shfl_xor_sync(kAll, a.v, off), shfl_xor(a.i, off)};
+}
+__device__ __forceinline__ MaxSum shfl_xor(const MaxSum& a, int off) {
+  return MaxSum{__shfl_xor_sync(kAll, a.m, off), __shfl_xor_sync(kAll, a.s, off)};
+}
+
+struct BetterArg {  // larger value, ties: lower index
+  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
+    return (b.v > a.v || (b.v == a.v && b.i < a.i)) ? b : a;
+  }
+};
+struct CombineMaxSum {
+  __device__ MaxSum operator()(const MaxSum& a, const MaxSum& b) const {
+    const float m = fmaxf(a.m, b.m);
+    float s = 0.f;
+    if (a.s > 0.f) s += a.s * expf(a.m - m);
+    if (b.s > 0.f) s += b.s * expf(b.m - m);
+    return MaxSum{m, s};
+  }
+};
+struct MinI64 {
+  __device__ int64_t operator()(int64_t a, int64_t b) const { return a < b ? a : b; }
+};
+struct MaxI64 {
+  __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
+};
+
+// op over every thread's v, returned to all threads. scratch: >= 32 * sizeof(V) bytes.
+// Ends with __syncthreads(), so scratch can be reused at once. blockDim.x % 32 == 0.
+template <typename V, typename Op>
+__device__ V block_allreduce(V v, Op op, V identity, unsigned char* scratch) {
+  V* sc = reinterpret_cast<V*>(scratch);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v = op(v, shfl_xor(v, off));
+  if (lane == 0) sc[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < nw ? sc[lane] : identity;
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v = op(v, shfl_xor(v, off));
+    if (lane == 0) sc[0] = v;
+  }
+  __syncthreads();
+  v = sc[0];
+  __syncthreads();
+  return v;
+}
+
+// Exclusive prefix sum of x over threads in order; *total = the block's sum.
+__device__ double block_exclusive_scan(double x, double* total, unsigned char* scratch) {
+  double* sc = reinterpret_cast<double*>(scratch);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+  double inc = x;
+#pragma unroll
+  for (int off = 1; off < 32; off *= 2) {
+    const double y = __shfl_up_sync(kAll, inc, off);
+    if (lane >= off) inc += y;
+  }
+  if (lane == 31) sc[warp] = inc;
+  __syncthreads();
+  if (warp == 0) {
+    double w = lane < nw ? sc[lane] : 0.0;
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+      const double y = __shfl_up_sync(kAll, w, off);
+      if (lane >= off) w += y;
+    }
+    if (lane < nw) sc[lane] = w;  // inclusive warp totals
+  }
+  __syncthreads();
+  double excl = __shfl_up_sync(kAll, inc, 1);
+  if (lane == 0) excl = 0.0;
+  excl += warp > 0 ? sc[warp - 1] : 0.0;
+  *total = sc[nw - 1];
+  __syncthreads();
+  return excl;
+}
+
+// Residual draw at node cur (every child rejected): the first token v, in id order and
+// skipping cur's children's tokens, whose CDF of q(v) = exp(x[v]/T - shift) * inv_z exceeds
+// target (and q(v) > 0); else the last token with q > 0, else the likeliest (-1: none).
+template <typename T>
+__device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const int64_t* cand,
+                                   const int64_t* par, int64_t N, int64_t cur, float inv_t,
+                                   float shift, float inv_z, float target, unsigned char* scratch) {
+  __shared__ int flags[kThreads * kItems];  // 1: a child's token (excluded)
+  const int tid = threadIdx.x;
+  const int64_t C = static_cast<int64_t>(blockDim.x) * kItems;
+  double carry = 0.0;
+  int64_t last = -1;
+  ArgMax best{-1.f, INT64_MAX};
+  for (int64_t c0 = 0; c0 < V; c0 += C) {
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) flags[tid * kItems + k] = 0;
+    __syncthreads();
+    for (int64_t i = cur + 1 + tid; i < N; i += blockDim.x) {
+      if (par[i] == cur) {
+        const int64_t e = cand[i] - c0;
+        if (e >= 0 && e < C) atomicExch(&flags[e], 1);  // siblings may share a token
+      }
+    }
+    __syncthreads();
+    const int64_t v0 = c0 + static_cast<int64_t>(tid) * kItems;
+    float q[kItems];
+    bool ok[kItems];
+    double tsum = 0.0;
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      ok[k] = v0 + k < V && flags[tid * kItems + k] == 0;
+      q[k] = ok[k] ? expf(static_cast<float>(row[v0 + k]) * inv_t - shift) * inv_z : 0.f;
+      if (ok[k]) {
+        if (q[k] > best.v) best = ArgMax{q[k], v0 + k};
+        if (q[k] > 0.f) last = v0 + k;
+      }
+      tsum += q[k];
+    }
+    double total;
+    double cum = carry + block_exclusive_scan(tsum, &total, scratch);
+    int64_t found = INT64_MAX;
+#pragma unroll
+    for (int k = 0; k < kItems; ++k) {
+      cum += q[k];
+      if (found == INT64_MAX && ok[k] && cum > target && q[k] > 0.f) found = v0 + k;
+    }
+    found = block_allreduce(found, MinI64{}, INT64_MAX, scratch);
+    if (found != INT64_MAX) return found;  // uniform across the block
+    carry += total;
+  }
+  last = block_allreduce(last, MaxI64{}, int64_t{-1}, scratch);
+  best = block_allreduce(best, BetterArg{}, ArgMax{-1.f, INT64_MAX}, scratch);
+  return last >= 0 ? last : (best.i == INT64_MAX ? -1 : best.i);
+}
+
+// Grid: B blocks of kThreads; dynamic shared memory 2 * N int64 when `stage`.
+template <typename T, bool kSample>
+__global__ void __launch_bounds__(kThreads)
+    walk_kernel(const T* __restrict__ logits, int64_t sb, int64_t sn, int64_t V,
+                const int64_t* cand_g, const int64_t* par_g, int64_t N, bool stage,
+                const bool* accept_g, float temperature, const float* unif_g, const WalkOut o) {
+  extern __shared__ int64_t tree[];  // cand [N], par [N]
+  __shared__ alignas(16) unsigned char scratch[32 * sizeof(ArgMax)];
+  __shared__ int64_t s_next;
+  __shared__ int s_state;
+  __shared__ float s_mass, s_shift, s_inv_z;
+  const int tid = threadIdx.x;
+  const int64_t b = blockIdx.x;
+  const int64_t* cand = cand_g + b * N;
+  const int64_t* par = par_g + b * N;
+  int64_t* path = o.path + b * N;
+  bool* consulted = o.consulted + b * N;
+  bool* arb = o.arb + b * N;
+  const bool* accept = accept_g != nullptr ? accept_g + b * N : nullptr;
+  const float* unif = unif_g != nullptr ? unif_g + b * N : nullptr;
+  for (int64_t i = tid; i < N; i += blockDim.x) {
+    path[i] = -1;
+    consulted[i] = false;
+    arb[i] = false;
+    if (stage) {
+      tree[i] = cand[i];
+      tree[N + i] = par[i];
+    }
+  }
+  __syncthreads();
+  if (stage) {
+    cand = tree;
+    par = tree + N;
+  }
+  const T* xb = logits + b * sb;
+  const float inv_t = kSample ? 1.f / temperature : 0.f;
+  int64_t cur = 0, depth = 0;  // depth: maintained by thread 0
+  if (tid == 0) path[0] = 0;
+  int state;
+  while (true) {
+    const T* row = xb + cur * sn;  // [V]
+    if constexpr (!kSample) {
+      ArgMax am{-INFINITY, INT64_MAX};
+      row_foreach(row, V, [&](const auto& v, int64_t j) {
+#pragma unroll
+        for (int e = 0; e < static_cast<int>(sizeof(v) / sizeof(float)); ++e) {
+          if (v[e] > am.v) am = ArgMax{v[e], j + e};
+        }
+      });
+      am = block_allreduce(am, BetterArg{}, ArgMax{-INFINITY, INT64_MAX}, scratch);
+      if (tid == 0) {
+        const int64_t t = am.i == INT64_MAX ? 0 : am.i;  // all -inf: token 0, like the CPU
+        int64_t nxt = greedy_step(cand, par, N, cur, t);
+        if (nxt == -2) nxt = arbiter_step(par, N, cur, accept, consulted, arb);
+        if (nxt < 0) {
+          o.next_token[b] = t;
+          o.accept_len[b] = depth;
+          s_state = kDone;
+        } else {
+          path[++depth] = nxt;
+          s_next = nxt;
+          s_state = kContinue;
+        }
+      }
+    } else {
+      MaxSum ms{-INFINITY, 0.f};
+      row_foreach(row, V, [&](const auto& v, int64_t) {
+        constexpr int C = sizeof(v) / sizeof(float);
+        float y[C], gm = -INFINITY;
+#pragma unroll
+        for (int e = 0; e < C; ++e) {
+          y[e] = v[e] * inv_t;
+          gm = fmaxf(gm, y[e]);
+        }
+        if (gm > ms.m) {
+          if (ms.s > 0.f) ms.s *= expf(ms.m - gm);
+          ms.m = gm;
+        }
+        if (ms.m == -INFINITY) return;
+#pragma unroll
+        for (int e = 0; e < C; ++e) ms.s += expf(y[e] - ms.m);
+      });
+      ms = block_allreduce(ms, CombineMaxSum{}, MaxSum{-INFINITY, 0.f}, scratch);
+      if (tid == 0) {
+        const float inv_z = 1.f / ms.s;
+        const auto prob = [&](int64_t v) {
+          return v >= 0 && v < V ? expf(static_cast<float>(row[v]) * inv_t - ms.m) * inv_z : 0.f;
+        };
+        float mass = 1.f;
+        int64_t nxt = sample_step(cand, par, N, cur, unif, prob, mass);
+        if (nxt == -2) nxt = arbiter_step(par, N, cur, accept, consulted, arb);
+        if (nxt < 0) {
+          s_mass = mass;
+          s_shift = ms.m;
+          s_inv_z = inv_z;
+          s_state = kResidual;
+        } else {
+          path[++depth] = nxt;
+          s_next = nxt;
+          s_state = kContinue;
+        }
+      }
+    }
+    __syncthreads();
+    state = s_state;
+    if (state != kContinue) break;
+    cur = s_next;
+  }
+  if constexpr (kSample) {
+    if (state == kResidual) {  // uniform: read after the barrier
+      const int64_t tok = residual_sample(xb + cur * sn, V, cand, par, N, cur, inv_t, s_shift,
+                                          s_inv_z, unif[0] * s_mass, scratch);
+      if (tid == 0) {
+        o.next_token[b] = tok;
+        o.accept_len[b] = depth;
+      }
+    }
+  }
+}
+
+// Grid: ceil(B / 128) blocks of 128 threads, one sequence per thread.
+__global__ void walk_argmax_kernel(const int64_t* cand_g, const int64_t* par_g, int64_t B,
+                                   int64_t N, const int64_t* argmax_g, const bool* accept_g,
+                                   const WalkOut o) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const int64_t *cand = cand_g + b * N, *par = par_g + b * N, *am = argmax_g + b * N;
+  const bool* accept = accept_g != nullptr ? accept_g + b * N : nullptr;
+  int64_t* path = o.path + b * N;
+  bool *consulted = o.consulted + b * N, *arb = o.arb + b * N;
+  for (int64_t i = 0; i < N; ++i) {
+    path[i] = -1;
+    consulted[i] = false;
+    arb[i] = false;
+  }
+  int64_t cur = 0, depth = 0;
+  path[0] = 0;
+  while (true) {
+    const int64_t t = am[cur];
+    int64_t nxt = greedy_step(cand, par, N, cur, t);
+    if (nxt == -2) nxt = arbiter_step(par, N, cur, accept, consulted, arb);
+    if (nxt < 0) {
+      o.next_token[b] = t;
+      break;
+    }
+    path[++depth] = nxt;
+    cur = nxt;
+  }
+  o.accept_len[b] = depth;
+}
+
+// A [B, N] input that goes with `candidates`: dtype, device and shape checked; contiguous.
+Tensor tree_like(const char* name, const Tensor& t, at::ScalarType dtype, const Tensor& cand) {
+  COSPEC_CHECK(kOp, t.scalar_type() == dtype, "`", name, "` must be ", dtype, ", got ",
+               t.scalar_type());
+  COSPEC_CHECK(kOp, t.device() == cand.device(), "`", name, "` must be on ", cand.device(),
+               ", got ", t.device());
+  COSPEC_CHECK(kOp, t.sizes() == cand.sizes(), "`", name, "` must be [B, N] = ", cand.sizes(),
+               ", got ", t.sizes());
+  return t.contiguous();
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> verify_tree_cuda(
+    const Tensor& candidates_in, const Tensor& parents_in,
+    const std::optional<Tensor>& target_logits, const std::optional<Tensor>& target_argmax,
+    const std::optional<Tensor>& accept_draft, double temperature,
+    const std::optional<Tensor>& uniforms) {
+  check_tree_shapes(kOp, candidates_in, parents_in, candidates_in.device());
+  const c10::cuda::CUDAGuard guard(candidates_in.device());
+  const Tensor candidates = candidates_in.contiguous(), parents = parents_in.contiguous();
+  const int64_t B = candidates.size(0), N = candidates.size(1);
+  COSPEC_CHECK(kOp, N >= 1, "trees need at least the root node (N >= 1), got N = ", N);
+  COSPEC_CHECK(kOp, std::isfinite(temperature) && temperature >= 0.0,
+               "`temperature` must be finite and >= 0, got ", temperature);
+  const bool greedy = temperature == 0.0;
+  COSPEC_CHECK(kOp, greedy || target_logits.has_value(),
+               "sampling (temperature > 0) needs `target_logits`");
+  COSPEC_CHECK(kOp, target_logits.has_value() || target_argmax.has_value(),
+               "give `target_logits` or `target_argmax`");
+
+  Tensor logits;
+  int64_t V = 0;
+  if (target_logits) {
+    const Tensor& tl = *target_logits;
+    COSPEC_CHECK_DIM(kOp, tl, 3);
+    COSPEC_CHECK_FLOAT_LIKE(kOp, tl);
+    COSPEC_CHECK_DEVICE(kOp, tl, candidates.device());
+    COSPEC_CHECK(kOp, tl.size(0) == B && tl.size(1) == N, "`target_logits` must be [B, N, V] = [",
+                 B, ", ", N, ", V], got ", tl.sizes());
+    COSPEC_CHECK(kOp, tl.size(2) > 0, "`target_logits` has an empty vocabulary dim");
+    logits = tl.stride(2) == 1 ? tl : tl.contiguous();
+    V = logits.size(2);
+  }
+  Tensor argmax, accept, unif;  // [B, N] companions of `candidates`
+  if (greedy && target_argmax) {
+    argmax = tree_like("target_argmax", *target_argmax, at::kLong, candidates);
+  }
+  if (accept_draft) accept = tree_like("accept_draft", *accept_draft, at::kBool, candidates);
+  if (!greedy) {
+    COSPEC_CHECK(kOp, uniforms.has_value(), "sampling (temperature > 0) needs `uniforms` [B, N]");
+    unif = tree_like("uniforms", *uniforms, at::kFloat, candidates);
+  }
+  // Tree values (parents, token ids) are validated by the Python wrapper, not here.
+
+  // Every output element is written by the kernels.
+  const auto lopts = candidates.options();
+  Tensor path = at::empty({B, N}, lopts);
+  Tensor accept_len = at::empty({B}, lopts), next_token = at::empty({B}, lopts);
+  Tensor consulted = at::empty({B, N}, lopts.dtype(at::kBool));
+  Tensor arb = at::empty({B, N}, lopts.dtype(at::kBool));
+  if (B == 0) return {path, accept_len, next_token, consulted, arb};
+  COSPEC_CHECK(kOp, B <= INT32_MAX, "too many sequences: B = ", B);
+
+  const WalkOut o{path.data_ptr<int64_t>(), accept_len.data_ptr<int64_t>(),
+                  next_token.data_ptr<int64_t>(), consulted.data_ptr<bool>(),
+                  arb.data_ptr<bool>()};
+  const int64_t* C = candidates.const_data_ptr<int64_t>();
+  const int64_t* P = parents.const_data_ptr<int64_t>();
+  const bool* A = accept.defined() ? accept.const_data_ptr<bool>() : nullptr;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+
+  if (argmax.defined()) {  // greedy from the given argmax: no logits read
+    const unsigned blocks = static_cast<unsigned>((B + 127) / 128);
+    walk_argmax_kernel<<<blocks, 128, 0, stream>>>(C, P, B, N, argmax.const_data_ptr<int64_t>(),
+                                                    A, o);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {path, accept_len, next_token, consulted, arb};
+  }
+
+  const bool stage = N <= kMaxStagedN;
+  const size_t smem = stage ? 2 * N * sizeof(int64_t) : 0;
+  const int64_t sb = logits.stride(0), sn = logits.stride(1);
+  const float T = static_cast<float>(temperature);
+  const float* U = unif.defined() ? unif.const_data_ptr<float>() : nullptr;
+  COSPEC_DISPATCH_FLOAT_LIKE(logits.scalar_type(), "verify_tree_cuda", [&] {
+    const scalar_t* x = logits.const_data_ptr<scalar_t>();
+    if (greedy) {
+      walk_kernel<scalar_t, false><<<static_cast<unsigned>(B), kThreads, smem, stream>>>(
+          x, sb, sn, V, C, P, N, stage, A, T, U, o);
+    } else {
+      walk_kernel<scalar_t, true><<<static_cast<unsigned>(B), kThreads, smem, stream>>>(
+          x, sb, sn, V, C, P, N, stage, A, T, U, o);
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {path, accept_len, next_token, consulted, arb};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(cospec, CUDA, m) { m.impl("verify_tree", &verify_tree_cuda); }
+
+}  // namespace cospec

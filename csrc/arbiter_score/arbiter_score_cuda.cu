@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "../common.h"
+#include "../cuda_utils.cuh"
 #include "arbiter_score.h"
 #include "arbiter_score_check.h"
 
@@ -119,8 +120,7 @@ __global__ void __launch_bounds__(kMaxThreads) arbiter_kernel(const T* __restric
   for (int r = warp; r < nvalid; r += nwarps) {
     float acc = 0.f;
     for (int64_t k = lane; k < H; k += 32) acc = fmaf(__ldg(a.Wo + k), h[r * H + k], acc);
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    acc = warp_sum(acc);
     if (lane == 0) a.out[r0 + r] = __ldg(a.Bo) + acc;
   }
 }

@@ -35,10 +35,25 @@
 #include <cstring>
 
 #include "../common.h"
+#include "../cuda_utils.cuh"
 #include "../tree_check.h"
 #include "logit_stats.h"
 
 namespace cospec {
+
+// A state of lane (lane ^ off), field by field. In namespace cospec, beside SoftmaxState, so
+// that block_reduce (cuda_utils.cuh) finds it by argument-dependent lookup.
+static __device__ __forceinline__ SoftmaxState shfl_xor(const SoftmaxState& a, int off) {
+  SoftmaxState b;
+  b.m = shfl_xor(a.m, off);
+  b.s = shfl_xor(a.s, off);
+  b.u = shfl_xor(a.u, off);
+  b.top1 = shfl_xor(a.top1, off);
+  b.top2 = shfl_xor(a.top2, off);
+  b.idx1 = shfl_xor(a.idx1, off);
+  return b;
+}
+
 namespace {
 
 using at::Tensor;
@@ -47,52 +62,6 @@ constexpr int kThreads = 256;
 constexpr int kUnroll = 4;          // 16-byte loads in flight per thread
 constexpr int64_t kMinChunk = 4096; // fewest elements per block when a row is split
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
-
-template <typename T>
-struct alignas(16) Pack {
-  T v[16 / sizeof(T)];
-};
-
-// Calls f(vals, j) with this thread's share of x[0..n) converted to float, in increasing
-// index j (of vals[0]): a scalar head up to the first 16-byte boundary, 16-byte vectors
-// (kUnroll in flight), then a scalar tail.
-template <typename T, typename F>
-__device__ __forceinline__ void row_foreach(const T* __restrict__ x, int64_t n, F&& f) {
-  constexpr int kVec = 16 / sizeof(T);
-  const int tid = threadIdx.x, nt = blockDim.x;
-  const int64_t mis = (reinterpret_cast<uintptr_t>(x) % 16) / sizeof(T);
-  const int64_t head = min(n, mis == 0 ? int64_t{0} : kVec - mis);
-  if (tid < head) {
-    const float v[1] = {static_cast<float>(x[tid])};
-    f(v, int64_t{tid});
-  }
-  const int64_t nvec = (n - head) / kVec;
-  const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(x + head);
-  int64_t i = tid;
-  for (; i + (kUnroll - 1) * nt < nvec; i += kUnroll * nt) {
-    Pack<T> p[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) p[k] = xv[i + k * nt];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      float v[kVec];
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p[k].v[e]);
-      f(v, head + (i + k * nt) * kVec);
-    }
-  }
-  for (; i < nvec; i += nt) {
-    const Pack<T> p = xv[i];
-    float v[kVec];
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p.v[e]);
-    f(v, head + i * kVec);
-  }
-  for (int64_t j = head + nvec * kVec + tid; j < n; j += nt) {
-    const float v[1] = {static_cast<float>(x[j])};
-    f(v, j);
-  }
-}
 
 // One thread's online-softmax state; m (the shift) is the running max top1.
 struct ThreadState {
@@ -135,33 +104,11 @@ struct ThreadState {
   }
 };
 
-__device__ __forceinline__ SoftmaxState shfl_xor(const SoftmaxState& a, int off) {
-  constexpr unsigned kAll = 0xffffffffu;
-  SoftmaxState b;
-  b.m = __shfl_xor_sync(kAll, a.m, off);
-  b.s = __shfl_xor_sync(kAll, a.s, off);
-  b.u = __shfl_xor_sync(kAll, a.u, off);
-  b.top1 = __shfl_xor_sync(kAll, a.top1, off);
-  b.top2 = __shfl_xor_sync(kAll, a.top2, off);
-  b.idx1 = __shfl_xor_sync(kAll, static_cast<long long>(a.idx1), off);
-  return b;
-}
-
-// The merge of every thread's state; valid in thread 0. blockDim.x: a multiple of 32.
-__device__ SoftmaxState block_merge(SoftmaxState st) {
-  __shared__ SoftmaxState part[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) st = softmax_state_merge(st, shfl_xor(st, off));
-  if (lane == 0) part[warp] = st;
-  __syncthreads();
-  if (warp == 0) {
-    st = lane < static_cast<int>(blockDim.x / 32) ? part[lane] : softmax_state_init();
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) st = softmax_state_merge(st, shfl_xor(st, off));
+struct MergeStates {  // op of block_reduce (cuda_utils.cuh)
+  __device__ SoftmaxState operator()(const SoftmaxState& a, const SoftmaxState& b) const {
+    return softmax_state_merge(a, b);
   }
-  return st;
-}
+};
 
 struct StatsOut {
   int64_t* argmax;  // [B, N] each
@@ -186,9 +133,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t blk = blockIdx.x, row = blk / splits, split = blk % splits;
   const int64_t c0 = split * chunk, len = min(chunk, V - c0);
   const T* xr = x + (row / N) * sb + (row % N) * sn + c0;
+  __shared__ SoftmaxState scratch[32];
   ThreadState ts;
-  row_foreach(xr, len, [&](const auto& v, int64_t j) { ts.add(v, c0 + j); });
-  const SoftmaxState st = block_merge(ts.state());
+  row_foreach<kUnroll>(xr, len, [&](const auto& v, int64_t j) { ts.add(v, c0 + j); });
+  const SoftmaxState st = block_reduce(ts.state(), MergeStates{}, softmax_state_init(), scratch);
   if (threadIdx.x == 0) {
     if (splits == 1) {
       write_row(o, row, st);

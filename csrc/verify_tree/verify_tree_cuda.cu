@@ -32,6 +32,7 @@
 #include <cstdint>
 
 #include "../common.h"
+#include "../cuda_utils.cuh"
 #include "../tree_check.h"
 #include "verify_tree.h"
 
@@ -44,58 +45,12 @@ constexpr int kThreads = 512;
 constexpr int kUnroll = 4;                  // 16-byte loads in flight per thread
 constexpr int kItems = 4;                   // residual draw: tokens per thread per chunk
 constexpr int64_t kMaxStagedN = 2048;       // cand/par staged in shared memory up to this N
-constexpr unsigned kAll = 0xffffffffu;
 enum : int { kContinue = 0, kDone = 1, kResidual = 2 };
 
 struct WalkOut {
   int64_t *path, *accept_len, *next_token;  // [B, N], [B], [B]
   bool *consulted, *arb;                    // [B, N]
 };
-
-template <typename T>
-struct alignas(16) Pack {
-  T v[16 / sizeof(T)];
-};
-
-// f(vals, j) over this thread's share of x[0..n) as float, in increasing j: a scalar
-// head up to the first 16-byte boundary, 16-byte vectors, a scalar tail.
-template <typename T, typename F>
-__device__ __forceinline__ void row_foreach(const T* __restrict__ x, int64_t n, F&& f) {
-  constexpr int kVec = 16 / sizeof(T);
-  const int tid = threadIdx.x, nt = blockDim.x;
-  const int64_t mis = (reinterpret_cast<uintptr_t>(x) % 16) / sizeof(T);
-  const int64_t head = min(n, mis == 0 ? int64_t{0} : kVec - mis);
-  if (tid < head) {
-    const float v[1] = {static_cast<float>(x[tid])};
-    f(v, int64_t{tid});
-  }
-  const int64_t nvec = (n - head) / kVec;
-  const Pack<T>* xv = reinterpret_cast<const Pack<T>*>(x + head);
-  int64_t i = tid;
-  for (; i + (kUnroll - 1) * nt < nvec; i += kUnroll * nt) {
-    Pack<T> p[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) p[k] = xv[i + k * nt];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      float v[kVec];
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p[k].v[e]);
-      f(v, head + (i + k * nt) * kVec);
-    }
-  }
-  for (; i < nvec; i += nt) {
-    const Pack<T> p = xv[i];
-    float v[kVec];
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) v[e] = static_cast<float>(p.v[e]);
-    f(v, head + i * kVec);
-  }
-  for (int64_t j = head + nvec * kVec + tid; j < n; j += nt) {
-    const float v[1] = {static_cast<float>(x[j])};
-    f(v, j);
-  }
-}
 
 struct ArgMax {
   float v;
@@ -105,14 +60,13 @@ struct MaxSum {
   float m, s;  // max of x/T and sum exp(x/T - m)
 };
 
-__device__ __forceinline__ int64_t shfl_xor(int64_t a, int off) {
-  return __shfl_xor_sync(kAll, static_cast<long long>(a), off);
-}
+// For block_allreduce (cuda_utils.cuh). These hide cospec::shfl_xor (float, int64_t) from
+// unqualified lookup in this namespace, hence the qualified calls.
 __device__ __forceinline__ ArgMax shfl_xor(const ArgMax& a, int off) {
-  return ArgMax{__shfl_xor_sync(kAll, a.v, off), shfl_xor(a.i, off)};
+  return ArgMax{cospec::shfl_xor(a.v, off), cospec::shfl_xor(a.i, off)};
 }
 __device__ __forceinline__ MaxSum shfl_xor(const MaxSum& a, int off) {
-  return MaxSum{__shfl_xor_sync(kAll, a.m, off), __shfl_xor_sync(kAll, a.s, off)};
+  return MaxSum{cospec::shfl_xor(a.m, off), cospec::shfl_xor(a.s, off)};
 }
 
 struct BetterArg {  // larger value, ties: lower index
@@ -136,28 +90,6 @@ struct MaxI64 {
   __device__ int64_t operator()(int64_t a, int64_t b) const { return a > b ? a : b; }
 };
 
-// op over every thread's v, returned to all threads. scratch: >= 32 * sizeof(V) bytes.
-// Ends with __syncthreads(), so scratch can be reused at once. blockDim.x % 32 == 0.
-template <typename V, typename Op>
-__device__ V block_allreduce(V v, Op op, V identity, unsigned char* scratch) {
-  V* sc = reinterpret_cast<V*>(scratch);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = op(v, shfl_xor(v, off));
-  if (lane == 0) sc[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < nw ? sc[lane] : identity;
-#pragma unroll
-    for (int off = 16; off > 0; off /= 2) v = op(v, shfl_xor(v, off));
-    if (lane == 0) sc[0] = v;
-  }
-  __syncthreads();
-  v = sc[0];
-  __syncthreads();
-  return v;
-}
-
 // Exclusive prefix sum of x over threads in order; *total = the block's sum.
 __device__ double block_exclusive_scan(double x, double* total, unsigned char* scratch) {
   double* sc = reinterpret_cast<double*>(scratch);
@@ -165,7 +97,7 @@ __device__ double block_exclusive_scan(double x, double* total, unsigned char* s
   double inc = x;
 #pragma unroll
   for (int off = 1; off < 32; off *= 2) {
-    const double y = __shfl_up_sync(kAll, inc, off);
+    const double y = __shfl_up_sync(kFullMask, inc, off);
     if (lane >= off) inc += y;
   }
   if (lane == 31) sc[warp] = inc;
@@ -174,13 +106,13 @@ __device__ double block_exclusive_scan(double x, double* total, unsigned char* s
     double w = lane < nw ? sc[lane] : 0.0;
 #pragma unroll
     for (int off = 1; off < 32; off *= 2) {
-      const double y = __shfl_up_sync(kAll, w, off);
+      const double y = __shfl_up_sync(kFullMask, w, off);
       if (lane >= off) w += y;
     }
     if (lane < nw) sc[lane] = w;  // inclusive warp totals
   }
   __syncthreads();
-  double excl = __shfl_up_sync(kAll, inc, 1);
+  double excl = __shfl_up_sync(kFullMask, inc, 1);
   if (lane == 0) excl = 0.0;
   excl += warp > 0 ? sc[warp - 1] : 0.0;
   *total = sc[nw - 1];
@@ -286,7 +218,7 @@ __global__ void __launch_bounds__(kThreads)
     const T* row = xb + cur * sn;  // [V]
     if constexpr (!kSample) {
       ArgMax am{-INFINITY, INT64_MAX};
-      row_foreach(row, V, [&](const auto& v, int64_t j) {
+      row_foreach<kUnroll>(row, V, [&](const auto& v, int64_t j) {
 #pragma unroll
         for (int e = 0; e < static_cast<int>(sizeof(v) / sizeof(float)); ++e) {
           if (v[e] > am.v) am = ArgMax{v[e], j + e};
@@ -309,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     } else {
       MaxSum ms{-INFINITY, 0.f};
-      row_foreach(row, V, [&](const auto& v, int64_t) {
+      row_foreach<kUnroll>(row, V, [&](const auto& v, int64_t) {
         constexpr int C = sizeof(v) / sizeof(float);
         float y[C], gm = -INFINITY;
 #pragma unroll

@@ -2,7 +2,9 @@
 #   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest
 #   make bench   microbenchmarks (pytest-benchmark) and a summary table
 #   make demo    the showcase (`cospec demo`)
-# Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY.
+# Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY;
+# for bench: COSPEC_BENCH_QUICK=1 (smallest shapes), COSPEC_BENCH_TIME (s per benchmark),
+# COSPEC_BENCH_THREADS.
 
 PYTHON ?= python3
 VENV := .venv
@@ -36,8 +38,9 @@ test: pytest ctest
 
 bench: build
 	mkdir -p bench/out
-	$(VPY) -m pytest bench -q --benchmark-json=bench/out/bench.json
+	$(VPY) -m pytest bench -q --benchmark-quiet --benchmark-json=bench/out/bench.json
 	$(VPY) bench/summary.py bench/out/bench.json
+	$(VPY) bench/summary.py --markdown -o bench/out/RESULTS.md bench/out/bench.json
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cospec_ext import ops, reference
-from conftest import DEVICES, DTYPES
+from _trees import DEVICES, DTYPES
 from _compare import assert_close_vs_torch
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cospec_ext import ops, reference
-from conftest import DEVICES, make_tree_inputs
+from _trees import DEVICES, make_tree_inputs
 from _compare import assert_equal
 
 CACHE_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int8]

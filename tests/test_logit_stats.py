@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cospec_ext import ops, reference
-from conftest import DEVICES, DTYPES, make_tree_inputs
+from _trees import DEVICES, DTYPES, make_tree_inputs
 from _compare import assert_close_vs_torch, assert_equal
 
 SHAPES = [  # (kind, B, N, V)

@@ -8,7 +8,7 @@ import torch
 
 import cospec_ext  # noqa: F401
 from cospec_ext import ops, reference
-from conftest import DEVICES, make_tree_inputs
+from _trees import DEVICES, make_tree_inputs
 
 
 def samples(device):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cospec_ext import ops
-from conftest import DEVICES
+from _trees import DEVICES
 
 R = 40_000
 CHI2_999 = {7: 24.322, 5: 20.515}  # 0.999 quantiles of chi2(df)

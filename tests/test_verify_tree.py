@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cospec_ext import ops, reference
-from conftest import DEVICES, DTYPES, make_tree_inputs
+from _trees import DEVICES, DTYPES, make_tree_inputs
 from _compare import assert_equal
 
 FIELDS = ("path", "accept_len", "next_token", "consulted", "arbiter_accepted")

@@ -1,0 +1,262 @@
+"""Summarize a pytest-benchmark JSON of bench/test_bench_ops.py: per op and shape, the
+kernel's median beside the reference's and the floors' (measured in the same run), the
+ratios, and whether each target is met.
+
+    python bench/summary.py [bench/out/bench.json]          # text tables
+    python bench/summary.py --markdown [-o bench/RESULTS.md]  # markdown tables
+
+Targets (2-core CPU, medians):
+    logit_stats  read bandwidth >= 50% of the copy's: bytes/t_kernel >= 0.5 * bytes/t_copy
+                 (i.e. t_kernel <= 2 t_copy); >= 2x faster than torch.argmax over the same
+                 logits; >= 10x faster than the float32 torch composition
+    kv_rollback  t_kernel <= 2 t_index_copy (index_copy_ moving the same bytes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections import defaultdict
+from typing import Callable, Optional
+
+Stats = dict  # (kind, variant) -> median seconds, plus "bytes", "flops" for the shape
+
+
+def _fmt_time(t: Optional[float]) -> str:
+    if t is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
+    return num / den if num is not None and den else None
+
+
+def _fmt_x(r: Optional[float]) -> str:
+    return "-" if r is None else f"{r:.3g}x"
+
+
+def _yes(ok: Optional[bool]) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def _at_least(r: Optional[float], bound: float) -> Optional[bool]:
+    return None if r is None else r >= bound
+
+
+def _gbs(nbytes: Optional[float], t: Optional[float]) -> str:
+    return "-" if not nbytes or not t else f"{nbytes / t / 1e9:.3g}"
+
+
+# One table per op: (header, cell) columns and (name, check) targets; cell(s) -> str, check(s) -> bool|None.
+Column = tuple[str, Callable[[Stats], str]]
+Target = tuple[str, Callable[[Stats], Optional[bool]]]
+
+
+def _m(kind: str, variant: str) -> Callable[[Stats], Optional[float]]:
+    return lambda s: s.get((kind, variant))
+
+
+K, REF = _m("kernel", "kernel"), _m("reference", "torch")
+COPY, ARGMAX = _m("floor", "copy"), _m("floor", "argmax")
+VK_LOGITS, VK_ARGMAX, VREF = _m("kernel", "logits"), _m("kernel", "argmax"), _m("reference", "ref")
+KVREF, INDEX_COPY = _m("reference", "ref"), _m("floor", "index_copy")
+
+LOGIT_STATS_TARGETS: list[Target] = [
+    ("bw>=50%", lambda s: _at_least(_ratio(COPY(s), K(s)), 0.5)),
+    (">=2x argmax", lambda s: _at_least(_ratio(ARGMAX(s), K(s)), 2.0)),
+    (">=10x ref", lambda s: _at_least(_ratio(REF(s), K(s)), 10.0)),
+]
+KV_TARGETS: list[Target] = [
+    ("<=2x index_copy", lambda s: None if _ratio(K(s), INDEX_COPY(s)) is None else K(s) <= 2.0 * INDEX_COPY(s)),
+]
+
+TABLES: dict[str, tuple[str, list[Column], list[Target]]] = {
+    "logit_stats": (
+        "kernel (with the tree) vs the float32 torch composition; floors: logits.copy_ and "
+        "torch.argmax. MB = logits bytes (a few MB fit in the last-level cache: "
+        "there the copy floor is cache bandwidth); "
+        "GB/s = logits bytes / kernel time; % copy = copy time / kernel time.",
+        [
+            ("MB", lambda s: f"{s.get('bytes', 0) / 1e6:.3g}"),
+            ("kernel", lambda s: _fmt_time(K(s))),
+            ("torch ref", lambda s: _fmt_time(REF(s))),
+            ("copy", lambda s: _fmt_time(COPY(s))),
+            ("argmax", lambda s: _fmt_time(ARGMAX(s))),
+            ("GB/s", lambda s: _gbs(s.get("bytes"), K(s))),
+            ("% copy", lambda s: "-" if _ratio(COPY(s), K(s)) is None else f"{100 * COPY(s) / K(s):.0f}%"),
+            ("vs argmax", lambda s: _fmt_x(_ratio(ARGMAX(s), K(s)))),
+            ("vs ref", lambda s: _fmt_x(_ratio(REF(s), K(s)))),
+        ],
+        LOGIT_STATS_TARGETS,
+    ),
+    "verify_tree": (
+        "greedy walk accepting N/2 nodes: kernel from the logits and from a precomputed argmax "
+        "vs verify_tree_ref (V = 32000 only); floor: torch.argmax over all logits.",
+        [
+            ("kernel", lambda s: _fmt_time(VK_LOGITS(s))),
+            ("kernel(argmax in)", lambda s: _fmt_time(VK_ARGMAX(s))),
+            ("ref", lambda s: _fmt_time(VREF(s))),
+            ("argmax", lambda s: _fmt_time(ARGMAX(s))),
+            ("vs ref", lambda s: _fmt_x(_ratio(VREF(s), VK_LOGITS(s)))),
+            ("vs argmax", lambda s: _fmt_x(_ratio(ARGMAX(s), VK_LOGITS(s)))),
+        ],
+        [],
+    ),
+    "arbiter_score": (
+        "fused MLP vs the float32 torch composition (F.linear, gelu, F.linear, gelu, matmul).",
+        [
+            ("kernel", lambda s: _fmt_time(K(s))),
+            ("torch ref", lambda s: _fmt_time(REF(s))),
+            ("vs ref", lambda s: _fmt_x(_ratio(REF(s), K(s)))),
+            ("GFLOP/s", lambda s: "-" if not K(s) else f"{s.get('flops', 0) / K(s) / 1e9:.3g}"),
+        ],
+        [],
+    ),
+    "kv_rollback": (
+        "path [0, 2, ..., N-2] in place vs kv_rollback_ref (B = 1 only); floor: one index_copy_ "
+        "writing the same rows. MB = bytes moved; GB/s = read + written bytes / kernel time.",
+        [
+            ("kernel", lambda s: _fmt_time(K(s))),
+            ("ref", lambda s: _fmt_time(KVREF(s))),
+            ("index_copy", lambda s: _fmt_time(INDEX_COPY(s))),
+            ("MB", lambda s: f"{s.get('bytes', 0) / 1e6:.3g}"),
+            ("GB/s", lambda s: _gbs(2 * s.get("bytes", 0), K(s))),
+            ("kernel/index_copy", lambda s: _fmt_x(_ratio(K(s), INDEX_COPY(s)))),
+            ("vs ref", lambda s: _fmt_x(_ratio(KVREF(s), K(s)))),
+        ],
+        KV_TARGETS,
+    ),
+}
+
+
+def load(path: str, stat: str = "median"):
+    """Returns (data, {op: {(shape, dtype): Stats}}) in the order the benchmarks ran."""
+    with open(path) as f:
+        data = json.load(f)
+    by_op: dict = defaultdict(dict)
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info", {})
+        if "op" not in info or not bench.get("stats"):
+            continue
+        s = by_op[info["op"]].setdefault((info["shape"], info["dtype"]), {})
+        s[(info["kind"], info["variant"])] = bench["stats"][stat]
+        for key in ("bytes", "flops"):
+            if key in info and info["kind"] == "kernel":
+                s[key] = info[key]
+            elif key in info:
+                s.setdefault(key, info[key])
+    return data, by_op
+
+
+def build_tables(by_op):
+    """[(op, note, header, rows, met, checked)] with rows of strings."""
+    out = []
+    for op, (note, columns, targets) in TABLES.items():
+        if op not in by_op:
+            continue
+        header = ["shape", "dtype"] + [c[0] for c in columns] + [t[0] for t in targets]
+        rows, met, checked = [], 0, 0
+        for (shape, dtype), s in by_op[op].items():
+            oks = [check(s) for _, check in targets]
+            met += sum(ok is True for ok in oks)
+            checked += sum(ok is not None for ok in oks)
+            rows.append([shape, dtype] + [cell(s) for _, cell in columns] + [_yes(ok) for ok in oks])
+        out.append((op, note, header, rows, met, checked))
+    return out
+
+
+def _text_table(header, rows) -> str:
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def _md_table(header, rows) -> str:
+    align = ["---" if i < 2 else "---:" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align] + rows)
+
+
+def _machine_line(data) -> str:
+    mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
+    cpu = mi.get("cpu", {})
+    parts = [
+        cpu.get("brand_raw") or mi.get("processor", "?"),
+        f"{cpu.get('count', '?')} cores",
+        f"torch {mi.get('torch', '?')} ({mi.get('torch_threads', '?')} threads)",
+        f"commit {str(ci.get('id', '?'))[:10]}{' (dirty)' if ci.get('dirty') else ''}",
+        data.get("datetime", "")[:19],
+    ]
+    if mi.get("cospec_quick"):
+        parts.append("QUICK run (smallest shapes only)")
+    return "; ".join(p for p in parts if p)
+
+
+def _noise_line(data, bound: float = 0.25) -> Optional[str]:
+    """How many benchmarks have an interquartile range over `bound` of their median, and the worst."""
+    spread = sorted(
+        (b["stats"]["iqr"] / b["stats"]["median"], b["name"])
+        for b in data.get("benchmarks", []) if (b.get("stats") or {}).get("median")
+    )
+    if not spread:
+        return None
+    noisy = sum(r > bound for r, _ in spread)
+    r, name = spread[-1]
+    return (f"{noisy}/{len(spread)} benchmarks with IQR > {100 * bound:.0f}% of the median "
+            f"(worst {name}: {100 * r:.0f}%)")
+
+
+def render(data, by_op, markdown: bool, stat: str = "median") -> str:
+    tables = build_tables(by_op)
+    met = sum(t[4] for t in tables)
+    checked = sum(t[5] for t in tables)
+    head = f"{_machine_line(data)}; times: {stat} per call"
+    parts = [f"_{head}_" if markdown else head]
+    for op, note, header, rows, _, _ in tables:
+        if markdown:
+            parts.append(f"### {op}\n\n{note}\n\n{_md_table(header, rows)}")
+        else:
+            parts.append(textwrap.fill(f"== {op}: {note}", 100, subsequent_indent="   ") + "\n" + _text_table(header, rows))
+    tail = f"targets met: {met}/{checked}"
+    noise = _noise_line(data)
+    if noise:
+        tail += f"; {noise}"
+    parts.append(tail)
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", nargs="?", default="bench/out/bench.json", help="pytest-benchmark JSON")
+    ap.add_argument("--markdown", action="store_true", help="markdown tables (for bench/RESULTS.md)")
+    ap.add_argument("-o", "--output", help="write the summary to this file instead of stdout")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="per-benchmark statistic (min: on a machine shared with other load)")
+    ap.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a measured target is missed")
+    args = ap.parse_args(argv)
+    data, by_op = load(args.json, args.stat)
+    if not by_op:
+        print(f"{args.json}: no cospec benchmarks found", file=sys.stderr)
+        return 1
+    text = render(data, by_op, args.markdown, args.stat)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    if args.fail_on_miss:
+        tables = build_tables(by_op)
+        return 0 if sum(t[4] for t in tables) == sum(t[5] for t in tables) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

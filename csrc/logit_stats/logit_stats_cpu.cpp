@@ -7,6 +7,7 @@
 #include "../common.h"
 #include "../tree_check.h"
 #include "logit_stats.h"
+#include "logit_stats_check.h"
 
 namespace cospec {
 namespace {
@@ -15,24 +16,13 @@ using at::Tensor;
 constexpr const char* kOp = "logit_stats";
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> logit_stats_cpu(
-    const Tensor& logits_in, const std::optional<Tensor>& candidates,
-    const std::optional<Tensor>& parents) {
-  COSPEC_CHECK_DIM(kOp, logits_in, 3);
-  COSPEC_CHECK_FLOAT_LIKE(kOp, logits_in);
-  const int64_t B = logits_in.size(0), N = logits_in.size(1), V = logits_in.size(2);
-  COSPEC_CHECK(kOp, V > 0, "`logits` must have a non-empty vocabulary dim, got shape ",
-               logits_in.sizes());
-  COSPEC_CHECK(kOp, candidates.has_value() == parents.has_value(),
-               "`candidates` and `parents` must be given together");
-  // Rows may be strided; each row must be contiguous.
-  const Tensor logits = logits_in.stride(2) == 1 ? logits_in : logits_in.contiguous();
-  if (candidates) {
-    check_tree_shapes(kOp, *candidates, *parents, logits.device());
-    COSPEC_CHECK(kOp, candidates->size(0) == B && candidates->size(1) == N,
-                 "`candidates` must be [B, N] = [", B, ", ", N, "] like `logits`, got ",
-                 candidates->sizes());
-    check_tree_cpu(kOp, parents->contiguous(), &*candidates, V);
-  }
+    const Tensor& logits_in, const std::optional<Tensor>& candidates_in,
+    const std::optional<Tensor>& parents_in) {
+  const StatsArgs a = check_stats_args(logits_in, candidates_in, parents_in);
+  const Tensor& logits = a.logits;
+  const int64_t B = a.B, N = a.N, V = a.V;
+  const bool has_tree = a.candidates.defined();
+  if (has_tree) check_tree_cpu(kOp, a.parents, &a.candidates, V);
 
   const auto fopts = logits.options().dtype(at::kFloat);
   Tensor argmax = at::empty({B, N}, logits.options().dtype(at::kLong));
@@ -59,12 +49,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> logit_stats_cpu(
     });
     // log p_parent(candidate) = x[parent, candidate] - logsumexp[parent]; 0 at the root.
     float* cl = cand_logprob.data_ptr<float>();
-    if (!candidates) {
+    if (!has_tree) {
       std::fill(cl, cl + B * N, 0.f);
       return;
     }
-    const auto C = candidates->accessor<int64_t, 2>();
-    const auto P = parents->accessor<int64_t, 2>();
+    const auto C = a.candidates.accessor<int64_t, 2>();
+    const auto P = a.parents.accessor<int64_t, 2>();
     for (int64_t b = 0; b < B; ++b) {
       cl[b * N] = 0.f;
       for (int64_t i = 1; i < N; ++i) {

@@ -38,6 +38,7 @@
 #include "../cuda_utils.cuh"
 #include "../tree_check.h"
 #include "logit_stats.h"
+#include "logit_stats_check.h"
 
 namespace cospec {
 
@@ -189,24 +190,11 @@ int sm_count(int device) {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> logit_stats_cuda(
     const Tensor& logits_in, const std::optional<Tensor>& candidates_in,
     const std::optional<Tensor>& parents_in) {
-  COSPEC_CHECK_DIM(kOp, logits_in, 3);
-  COSPEC_CHECK_FLOAT_LIKE(kOp, logits_in);
-  const int64_t B = logits_in.size(0), N = logits_in.size(1), V = logits_in.size(2);
-  COSPEC_CHECK(kOp, V > 0, "`logits` must have a non-empty vocabulary dim, got shape ",
-               logits_in.sizes());
-  COSPEC_CHECK(kOp, candidates_in.has_value() == parents_in.has_value(),
-               "`candidates` and `parents` must be given together");
+  const StatsArgs a = check_stats_args(logits_in, candidates_in, parents_in);
   const c10::cuda::CUDAGuard guard(logits_in.device());
-  const Tensor logits = logits_in.stride(2) == 1 ? logits_in : logits_in.contiguous();
-  Tensor candidates, parents;
-  if (candidates_in) {
-    check_tree_shapes(kOp, *candidates_in, *parents_in, logits.device());
-    COSPEC_CHECK(kOp, candidates_in->size(0) == B && candidates_in->size(1) == N,
-                 "`candidates` must be [B, N] = [", B, ", ", N, "] like `logits`, got ",
-                 candidates_in->sizes());
-    candidates = candidates_in->contiguous();  // values: validated by the Python wrapper
-    parents = parents_in->contiguous();
-  }
+  // Tree values are validated by the Python wrapper; the kernels only guard their reads.
+  const Tensor &logits = a.logits, &candidates = a.candidates, &parents = a.parents;
+  const int64_t B = a.B, N = a.N, V = a.V;
 
   const auto fopts = logits.options().dtype(at::kFloat);
   Tensor argmax = at::empty({B, N}, logits.options().dtype(at::kLong));

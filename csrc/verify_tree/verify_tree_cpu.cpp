@@ -13,6 +13,7 @@
 #include "../common.h"
 #include "../tree_check.h"
 #include "verify_tree.h"
+#include "verify_tree_check.h"
 
 namespace cospec {
 namespace {
@@ -118,84 +119,38 @@ void walk_row(int64_t b, const int64_t* cand, const int64_t* par, int64_t N, con
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> verify_tree_cpu(
-    const Tensor& candidates_in, const Tensor& parents_in,
-    const std::optional<Tensor>& target_logits, const std::optional<Tensor>& target_argmax,
-    const std::optional<Tensor>& accept_draft, double temperature,
-    const std::optional<Tensor>& uniforms) {
-  check_tree_shapes(kOp, candidates_in, parents_in, candidates_in.device());
-  const Tensor candidates = candidates_in.contiguous(), parents = parents_in.contiguous();
-  const int64_t B = candidates.size(0), N = candidates.size(1);
-  COSPEC_CHECK(kOp, N >= 1, "trees need at least the root node (N >= 1), got N = ", N);
-  COSPEC_CHECK(kOp, std::isfinite(temperature) && temperature >= 0.0,
-               "`temperature` must be finite and >= 0, got ", temperature);
-  const bool greedy = temperature == 0.0;
-  COSPEC_CHECK(kOp, greedy || target_logits.has_value(),
-               "sampling (temperature > 0) needs `target_logits`");
-  COSPEC_CHECK(kOp, target_logits.has_value() || target_argmax.has_value(),
-               "give `target_logits` or `target_argmax`");
+    const Tensor& candidates, const Tensor& parents, const std::optional<Tensor>& target_logits,
+    const std::optional<Tensor>& target_argmax, const std::optional<Tensor>& accept_draft,
+    double temperature, const std::optional<Tensor>& uniforms) {
+  const VerifyArgs a = check_verify_args(candidates, parents, target_logits, target_argmax,
+                                         accept_draft, temperature, uniforms);
+  const int64_t B = a.B, N = a.N;
+  check_tree_cpu(kOp, a.parents, &a.candidates, a.logits.defined() ? a.V : INT64_MAX);
 
-  Tensor logits;
-  int64_t V = INT64_MAX;
-  if (target_logits) {
-    const Tensor& tl = *target_logits;
-    COSPEC_CHECK_DIM(kOp, tl, 3);
-    COSPEC_CHECK_FLOAT_LIKE(kOp, tl);
-    COSPEC_CHECK_DEVICE(kOp, tl, candidates.device());
-    COSPEC_CHECK(kOp, tl.size(0) == B && tl.size(1) == N, "`target_logits` must be [B, N, V] = [",
-                 B, ", ", N, ", V], got ", tl.sizes());
-    COSPEC_CHECK(kOp, tl.size(2) > 0, "`target_logits` has an empty vocabulary dim");
-    logits = tl.stride(2) == 1 ? tl : tl.contiguous();
-    V = logits.size(2);
-  }
-  Tensor argmax;
-  if (greedy && target_argmax) {
-    const Tensor& ta = *target_argmax;
-    COSPEC_CHECK_DTYPE(kOp, ta, at::kLong);
-    COSPEC_CHECK_DEVICE(kOp, ta, candidates.device());
-    COSPEC_CHECK(kOp, ta.sizes() == candidates.sizes(), "`target_argmax` must be [B, N] = [", B,
-                 ", ", N, "], got ", ta.sizes());
-    argmax = ta.contiguous();
-  }
-  Tensor accept;
-  if (accept_draft) {
-    COSPEC_CHECK_DTYPE(kOp, (*accept_draft), at::kBool);
-    COSPEC_CHECK_DEVICE(kOp, (*accept_draft), candidates.device());
-    COSPEC_CHECK(kOp, accept_draft->sizes() == candidates.sizes(),
-                 "`accept_draft` must be [B, N] = [", B, ", ", N, "], got ", accept_draft->sizes());
-    accept = accept_draft->contiguous();
-  }
-  Tensor unif;
-  if (!greedy) {
-    COSPEC_CHECK(kOp, uniforms.has_value(), "sampling (temperature > 0) needs `uniforms` [B, N]");
-    COSPEC_CHECK_DTYPE(kOp, (*uniforms), at::kFloat);
-    COSPEC_CHECK_DEVICE(kOp, (*uniforms), candidates.device());
-    COSPEC_CHECK(kOp, uniforms->sizes() == candidates.sizes(), "`uniforms` must be [B, N] = [", B,
-                 ", ", N, "], got ", uniforms->sizes());
-    unif = uniforms->contiguous();
-  }
-  check_tree_cpu(kOp, parents, &candidates, V);
-
-  const auto lopts = candidates.options();
+  const auto lopts = a.candidates.options();
   Tensor path = at::full({B, N}, -1, lopts);
   Tensor accept_len = at::zeros({B}, lopts), next_token = at::zeros({B}, lopts);
   Tensor consulted = at::zeros({B, N}, lopts.dtype(at::kBool));
   Tensor arb = at::zeros({B, N}, lopts.dtype(at::kBool));
-  const at::ScalarType st = logits.defined() ? logits.scalar_type() : at::kFloat;
-  const int64_t sb = logits.defined() ? logits.stride(0) : 0;
-  const int64_t sn = logits.defined() ? logits.stride(1) : 0;
+  const bool has_logits = a.logits.defined();
+  const at::ScalarType st = has_logits ? a.logits.scalar_type() : at::kFloat;
+  const int64_t sb = has_logits ? a.logits.stride(0) : 0, sn = has_logits ? a.logits.stride(1) : 0;
+  const int64_t* C = a.candidates.const_data_ptr<int64_t>();
+  const int64_t* P = a.parents.const_data_ptr<int64_t>();
+  const int64_t* AM = a.argmax.defined() ? a.argmax.const_data_ptr<int64_t>() : nullptr;
+  const bool* ACC = a.accept.defined() ? a.accept.const_data_ptr<bool>() : nullptr;
+  const float* U = a.uniforms.defined() ? a.uniforms.const_data_ptr<float>() : nullptr;
 
   COSPEC_DISPATCH_FLOAT_LIKE(st, "verify_tree_cpu", [&] {
-    const scalar_t* x = logits.defined() ? logits.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* x = has_logits ? a.logits.const_data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        walk_row<scalar_t>(
-            b, candidates.const_data_ptr<int64_t>() + b * N, parents.const_data_ptr<int64_t>() + b * N,
-            N, x, sb, sn, V, argmax.defined() ? argmax.const_data_ptr<int64_t>() + b * N : nullptr,
-            accept.defined() ? accept.const_data_ptr<bool>() + b * N : nullptr,
-            static_cast<float>(temperature), unif.defined() ? unif.const_data_ptr<float>() + b * N : nullptr,
-            path.data_ptr<int64_t>() + b * N, accept_len.data_ptr<int64_t>() + b,
-            next_token.data_ptr<int64_t>() + b, consulted.data_ptr<bool>() + b * N,
-            arb.data_ptr<bool>() + b * N);
+        const int64_t r = b * N;  // this sequence's [N] rows
+        walk_row<scalar_t>(b, C + r, P + r, N, x, sb, sn, a.V, AM ? AM + r : nullptr,
+                           ACC ? ACC + r : nullptr, static_cast<float>(temperature),
+                           U ? U + r : nullptr, path.data_ptr<int64_t>() + r,
+                           accept_len.data_ptr<int64_t>() + b, next_token.data_ptr<int64_t>() + b,
+                           consulted.data_ptr<bool>() + r, arb.data_ptr<bool>() + r);
       }
     });
   });

@@ -35,6 +35,7 @@
 #include "../cuda_utils.cuh"
 #include "../tree_check.h"
 #include "verify_tree.h"
+#include "verify_tree_check.h"
 
 namespace cospec {
 namespace {
@@ -326,57 +327,18 @@ __global__ void walk_argmax_kernel(const int64_t* cand_g, const int64_t* par_g, 
   o.accept_len[b] = depth;
 }
 
-// A [B, N] input that goes with `candidates`: dtype, device and shape checked; contiguous.
-Tensor tree_like(const char* name, const Tensor& t, at::ScalarType dtype, const Tensor& cand) {
-  COSPEC_CHECK(kOp, t.scalar_type() == dtype, "`", name, "` must be ", dtype, ", got ",
-               t.scalar_type());
-  COSPEC_CHECK(kOp, t.device() == cand.device(), "`", name, "` must be on ", cand.device(),
-               ", got ", t.device());
-  COSPEC_CHECK(kOp, t.sizes() == cand.sizes(), "`", name, "` must be [B, N] = ", cand.sizes(),
-               ", got ", t.sizes());
-  return t.contiguous();
-}
-
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> verify_tree_cuda(
     const Tensor& candidates_in, const Tensor& parents_in,
     const std::optional<Tensor>& target_logits, const std::optional<Tensor>& target_argmax,
     const std::optional<Tensor>& accept_draft, double temperature,
     const std::optional<Tensor>& uniforms) {
-  check_tree_shapes(kOp, candidates_in, parents_in, candidates_in.device());
+  const VerifyArgs va = check_verify_args(candidates_in, parents_in, target_logits, target_argmax,
+                                          accept_draft, temperature, uniforms);
   const c10::cuda::CUDAGuard guard(candidates_in.device());
-  const Tensor candidates = candidates_in.contiguous(), parents = parents_in.contiguous();
-  const int64_t B = candidates.size(0), N = candidates.size(1);
-  COSPEC_CHECK(kOp, N >= 1, "trees need at least the root node (N >= 1), got N = ", N);
-  COSPEC_CHECK(kOp, std::isfinite(temperature) && temperature >= 0.0,
-               "`temperature` must be finite and >= 0, got ", temperature);
-  const bool greedy = temperature == 0.0;
-  COSPEC_CHECK(kOp, greedy || target_logits.has_value(),
-               "sampling (temperature > 0) needs `target_logits`");
-  COSPEC_CHECK(kOp, target_logits.has_value() || target_argmax.has_value(),
-               "give `target_logits` or `target_argmax`");
-
-  Tensor logits;
-  int64_t V = 0;
-  if (target_logits) {
-    const Tensor& tl = *target_logits;
-    COSPEC_CHECK_DIM(kOp, tl, 3);
-    COSPEC_CHECK_FLOAT_LIKE(kOp, tl);
-    COSPEC_CHECK_DEVICE(kOp, tl, candidates.device());
-    COSPEC_CHECK(kOp, tl.size(0) == B && tl.size(1) == N, "`target_logits` must be [B, N, V] = [",
-                 B, ", ", N, ", V], got ", tl.sizes());
-    COSPEC_CHECK(kOp, tl.size(2) > 0, "`target_logits` has an empty vocabulary dim");
-    logits = tl.stride(2) == 1 ? tl : tl.contiguous();
-    V = logits.size(2);
-  }
-  Tensor argmax, accept, unif;  // [B, N] companions of `candidates`
-  if (greedy && target_argmax) {
-    argmax = tree_like("target_argmax", *target_argmax, at::kLong, candidates);
-  }
-  if (accept_draft) accept = tree_like("accept_draft", *accept_draft, at::kBool, candidates);
-  if (!greedy) {
-    COSPEC_CHECK(kOp, uniforms.has_value(), "sampling (temperature > 0) needs `uniforms` [B, N]");
-    unif = tree_like("uniforms", *uniforms, at::kFloat, candidates);
-  }
+  const Tensor &candidates = va.candidates, &parents = va.parents;
+  const Tensor &logits = va.logits, &argmax = va.argmax, &accept = va.accept, &unif = va.uniforms;
+  const int64_t B = va.B, N = va.N, V = va.V;
+  const bool greedy = va.greedy;
   // Tree values (parents, token ids) are validated by the Python wrapper, not here.
 
   // Every output element is written by the kernels.

@@ -1,5 +1,6 @@
 // CPU kernel of cospec::verify_tree: one thread walks one sequence's tree,
-// reading only the logits rows of the nodes it visits.
+// reading only the logits rows of the nodes it visits (greedy: with the
+// vectorised row kernel of logit_stats).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/full.h>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "../common.h"
+#include "../logit_stats/logit_stats.h"
 #include "../tree_check.h"
 #include "verify_tree.h"
 #include "verify_tree_check.h"
@@ -20,21 +22,6 @@ namespace {
 
 using at::Tensor;
 constexpr const char* kOp = "verify_tree";
-
-// argmax of x[0..V) (ties: lowest index, like torch.argmax).
-template <typename T>
-int64_t row_argmax(const T* x, int64_t V) {
-  int64_t best = 0;
-  float bv = static_cast<float>(x[0]);
-  for (int64_t v = 1; v < V; ++v) {
-    const float f = static_cast<float>(x[v]);
-    if (f > bv) {
-      bv = f;
-      best = v;
-    }
-  }
-  return best;
-}
 
 // p = softmax(x / T) of one row, as a shift M = max(x) / T and normaliser Z.
 template <typename T>
@@ -95,7 +82,9 @@ void walk_row(int64_t b, const int64_t* cand, const int64_t* par, int64_t N, con
   while (true) {
     int64_t nxt;
     if (temperature == 0.f) {
-      const int64_t t = argmax ? argmax[cur] : row_argmax(logits + b * sb + cur * sn, V);
+      // The vectorised row pass of logit_stats (ties: lowest index, like torch.argmax).
+      const int64_t t =
+          argmax ? argmax[cur] : cpu::logit_row_stats(logits + b * sb + cur * sn, V).argmax;
       nxt = greedy_step(cand, par, N, cur, t);
       if (nxt == -2) nxt = arbiter_step(par, N, cur, accept, consulted, arb);
       if (nxt < 0) {

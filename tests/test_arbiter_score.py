@@ -54,3 +54,38 @@ def test_non_contiguous_features(gen):
                                 w_out=w["w_out"], b_out=w["b_out"])
         want = reference.arbiter_score_ref(x, **w)
         assert_close_vs_torch("score", got, want, torch_f32(x, w, "gelu"))
+
+
+def test_all_isa_builds_agree(tmp_path):
+    """The AVX-512, AVX2 and portable builds of the CPU kernel give the same scores (up to
+    float32 rounding: their FMA use and lane order in the output dot product differ)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "isa.py"
+    script.write_text(
+        "import torch, cospec_ext, sys\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "outs = []\n"
+        "for M, F, H1, H2 in ((1000, 32, 128, 64), (37, 13, 50, 33), (9, 40, 1024, 0), (5, 7, 3, 1024)):\n"
+        "    x = torch.randn(M, F, generator=g) * 2\n"
+        "    w1, b1 = torch.randn(H1, F, generator=g) / F**0.5, torch.randn(H1, generator=g) * 0.1\n"
+        "    w2 = torch.randn(H2, H1, generator=g) / H1**0.5 if H2 else None\n"
+        "    b2 = torch.randn(H2, generator=g) * 0.1 if H2 else None\n"
+        "    wo, bo = torch.randn(H2 or H1, generator=g) / (H2 or H1)**0.5, torch.randn(1, generator=g)\n"
+        "    for dt in (torch.float32, torch.float16, torch.bfloat16):\n"
+        "        for act in ('gelu', 'relu'):\n"
+        "            outs.append(cospec_ext.ops.arbiter_score(x.to(dt), w1, b1, w2, b2, w_out=wo,\n"
+        "                                                     b_out=bo, activation=act))\n"
+        "torch.save(outs, sys.argv[1])\n"
+    )
+    results = {}
+    for isa in ("avx512", "avx2", "base"):
+        out = tmp_path / f"{isa}.pt"
+        env = dict(os.environ, COSPEC_CPU_ISA=isa)
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env)
+        results[isa] = torch.load(out)
+    for isa in ("avx2", "base"):
+        for i, (a, b) in enumerate(zip(results["avx512"], results[isa])):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=5e-6, msg=f"{isa}, case {i}")

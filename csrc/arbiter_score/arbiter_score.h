@@ -1,4 +1,5 @@
-// Torch-free core of cospec::arbiter_score, shared by the CPU and CUDA kernels.
+// Torch-free core of cospec::arbiter_score (the CUDA kernel's activation), and the
+// interface of the CPU kernel's per-ISA builds.
 //
 // The arbiter is an MLP over a feature row x [F]:
 //   h1 = act(W1 x + b1)                      W1 [H1, F], b1 [H1]
@@ -24,16 +25,47 @@ COSPEC_HD float activate(float x, Activation a) {
                                 : fmaxf(x, 0.f);
 }
 
-// One dense layer on one row: out[j] = act(b[j] + sum_k W[j, k] in[k]) for j < n_out.
-template <typename T>
-COSPEC_HD void dense_act_row(const T* in, int64_t n_in, const float* W, const float* b,
-                             int64_t n_out, Activation a, float* out) {
-  for (int64_t j = 0; j < n_out; ++j) {
-    float acc = b[j];
-    const float* w = W + j * n_in;
-    for (int64_t k = 0; k < n_in; ++k) acc += w[k] * static_cast<float>(in[k]);
-    out[j] = activate(acc, a);
-  }
-}
-
 }  // namespace cospec
+
+#if !defined(__CUDACC__)
+#include "../cpu_isa.h"
+
+namespace cospec::cpu {
+// The CPU kernel scores rows in tiles of kArbiterTileRows. The launcher
+// (arbiter_score_cpu.cpp) lays the weights out once per call in an ArbiterPlan:
+// transposed (w1t [F, H1], w2t [H1, H2]) so every layer is a sum of rows of the
+// weight matrix scaled by one input each, and zero-padded to hidden widths H1, H2
+// that are multiples of kArbiterPad (padded units stay 0 and carry zero weight).
+constexpr int64_t kArbiterTileRows = 8;
+constexpr int64_t kArbiterPad = 32;  // a multiple of every build's vector block
+
+struct ArbiterPlan {
+  int64_t F, H1, H2;    // H1, H2 padded; H2 == 0: one hidden layer
+  const float* w1t;     // [F, H1]
+  const float* b1;      // [H1]
+  const float* w2t;     // [H1, H2]
+  const float* b2;      // [H2]
+  const float* w_out;   // [H2 ? H2 : H1]
+  float b_out;
+  Activation act;
+};
+
+// Three builds of the same at::vec kernels (arbiter_score_cpu_vec.h): AVX-512,
+// AVX2 + FMA and portable; arbiter_kernels() picks one at run time.
+struct ArbiterKernels {
+  // wt [Kp, Hp] = the transpose of w [H, K], zero-padded (Kp >= K, Hp >= H).
+  void (*pack)(const float* w, int64_t H, int64_t K, int64_t Hp, int64_t Kp, float* wt);
+  // out[r] for the tile's rows x [kArbiterTileRows, F] (row-major float); scratch holds
+  // kArbiterTileRows * H1 floats (the first layer's activations when there are two).
+  void (*tile)(const ArbiterPlan& p, const float* x, float* out, float* scratch);
+};
+extern const ArbiterKernels arbiter_kernels_avx512, arbiter_kernels_avx2, arbiter_kernels_base;
+
+inline const ArbiterKernels& arbiter_kernels() {
+  static const int level = cpu_isa_level();
+  return level == 2   ? arbiter_kernels_avx512
+         : level == 1 ? arbiter_kernels_avx2
+                      : arbiter_kernels_base;
+}
+}  // namespace cospec::cpu
+#endif

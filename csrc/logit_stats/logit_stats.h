@@ -108,6 +108,8 @@ COSPEC_HD RowStats softmax_state_finish(const SoftmaxState& st) {
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include "../cpu_isa.h"
+
 namespace cospec::cpu {
 // Row statistics of x[0..V). Three builds of the same at::vec kernel
 // (logit_stats_cpu_vec.h): AVX-512, AVX2+FMA and portable; logit_row_stats picks one at run time.
@@ -119,12 +121,6 @@ COSPEC_DECLARE_ROW_STATS(avx512)
 COSPEC_DECLARE_ROW_STATS(avx2)
 COSPEC_DECLARE_ROW_STATS(base)
 #undef COSPEC_DECLARE_ROW_STATS
-
-enum class Isa { kAvx2, kAvx512 };
-bool cpu_has_isa(Isa isa);  // what this CPU can run
-// 2: AVX-512, 1: AVX2, 0: portable. The best the CPU runs, capped by the environment
-// variable COSPEC_CPU_ISA=avx512|avx2|base (read once; tests use it to cover every build).
-int cpu_isa_level();
 
 template <typename T>
 inline RowStats logit_row_stats(const T* x, int64_t V) {

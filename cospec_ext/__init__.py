@@ -9,6 +9,7 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 from . import _C  # noqa: F401  (registers torch.ops.cospec.*)
 from . import ops, reference
 from .ops import LogitStats, VerifyOutput, arbiter_score, kv_rollback, logit_stats, verify_tree
+from .engine import DecodeOutput, TreeSpec, decode
 
 __version__ = "0.1.0"
 BUILT_WITH_CUDA: bool = bool(_C.with_cuda)
@@ -23,4 +24,7 @@ __all__ = [
     "VerifyOutput",
     "LogitStats",
     "BUILT_WITH_CUDA",
+    "decode",
+    "DecodeOutput",
+    "TreeSpec",
 ]

@@ -1,0 +1,11 @@
+"""The decoding engine behind `cospec_ext.decode` (see decode.py)."""
+
+from .adapter import HFAdapter, ModelAdapter, SlotCache
+from .decode import MODES, DecodeOutput, DecodeStats, DecodeTrace, decode
+from .features import FEATURE_NAMES, ArbiterLike, ConstantArbiter, LogisticArbiter
+from .kv import KVCache, KVView
+from .tree import TreeSpec, parse_tree
+
+__all__ = ["decode", "DecodeOutput", "DecodeStats", "DecodeTrace", "MODES", "TreeSpec", "parse_tree",
+           "ModelAdapter", "HFAdapter", "SlotCache", "KVCache", "KVView", "FEATURE_NAMES", "ArbiterLike",
+           "ConstantArbiter", "LogisticArbiter"]

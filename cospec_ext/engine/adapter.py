@@ -1,0 +1,157 @@
+"""How decode talks to a model: the `ModelAdapter` protocol and its Hugging Face implementation.
+
+An adapter runs one forward over `n` new tokens per row at explicit positions, with an
+explicit boolean attention mask over the cache's slots, writing the new keys and values
+through a `KVView` and returning logits. `HFAdapter` does this for any transformers
+causal LM by presenting the engine's preallocated cache through the transformers `Cache`
+interface and passing the tree mask as a 4D attention mask (used as-is by transformers
+5.x) together with explicit `position_ids`. Another stack plugs in by implementing the
+protocol (see tests/test_decode_adapter.py for a hand-written one).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .kv import KVView
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What `cospec_ext.decode` needs from a model.
+
+    Attributes: vocab_size (logits width V), num_layers, num_kv_heads, head_dim (the cache
+    shape), dtype, device, max_positions (int or None), num_params (for cost estimates).
+    """
+
+    vocab_size: int
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+    device: torch.device
+    max_positions: int | None
+    num_params: int
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor,
+                kv: KVView, logits_to_keep: int = 0) -> torch.Tensor:
+        """input_ids, position_ids: int64 [B, n]; attention_mask: bool [B, 1, n, kv.s_used]
+        (True = attend); for every layer l call `kv.update(l, k, v)` with k, v [B, H, n, D]
+        and attend over what it returns. Returns logits [B, n, V] (the last
+        `logits_to_keep` positions when > 0)."""
+        ...
+
+
+try:  # the transformers Cache base class, so model code sees a real Cache
+    from transformers.cache_utils import Cache as _HFCache
+except Exception:  # pragma: no cover - transformers without cache_utils
+    _HFCache = object
+
+
+class _SlotLayer:
+    """Per-layer facade (transformers' code may look at `cache.layers[i]`)."""
+
+    is_compileable = False
+    is_sliding = False
+
+    def __init__(self, cache: "SlotCache", idx: int):
+        self._cache, self._idx = cache, idx
+
+    def get_seq_length(self) -> int:
+        return self._cache.get_seq_length()
+
+    def get_max_length(self) -> int:
+        return self._cache.kv.data.shape[-2]
+
+
+class SlotCache(_HFCache):
+    """A transformers `Cache` over the engine's preallocated tensor: `update` writes the
+    new K/V at the engine's slots and returns K/V over slots [0, s_used). Positions and the
+    mask come from the engine, so the cache never has to infer a sequence length."""
+
+    def __init__(self, kv: KVView, past_len: int):
+        # Not calling Cache.__init__: its signature changes across transformers versions and
+        # it would build layer objects we do not use.
+        self.kv = kv
+        self.past_len = past_len
+        self.layers = [_SlotLayer(self, i) for i in range(kv.num_layers)]
+        self.layer_class_to_replicate = None
+        self.offloading = False
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        return self.kv.update(layer_idx, key_states, value_states)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.past_len
+
+    def get_mask_sizes(self, *args, **kwargs):
+        return self.kv.s_used, 0
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def is_compileable(self) -> bool:
+        return False
+
+    @property
+    def is_sliding(self) -> list[bool]:
+        return [False] * len(self.layers)
+
+
+def _text_config(config):
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
+
+
+class HFAdapter:
+    """`ModelAdapter` for a transformers causal LM (Llama, Qwen2, Mistral, ...)."""
+
+    def __init__(self, model: torch.nn.Module):
+        if not hasattr(model, "config") or not callable(getattr(model, "forward", None)):
+            raise TypeError(f"expected a transformers causal LM or a ModelAdapter, got {type(model).__name__}")
+        self.model = model
+        cfg = _text_config(model.config)
+        self.config = cfg
+        self.num_layers = int(cfg.num_hidden_layers)
+        heads = int(cfg.num_attention_heads)
+        self.num_kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        self.vocab_size = int(out_emb.weight.shape[0]) if out_emb is not None else int(cfg.vocab_size)
+        p = next(model.parameters())
+        self.dtype, self.device = p.dtype, p.device
+        self.max_positions = getattr(cfg, "max_position_embeddings", None)
+        self.num_params = sum(q.numel() for q in model.parameters())
+        params = inspect.signature(model.forward).parameters
+        # transformers renamed `past_key_values` to `cache` in later 5.x releases.
+        self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
+        if self._cache_kw not in params and not any(q.kind == q.VAR_KEYWORD for q in params.values()):
+            raise TypeError(f"{type(model).__name__}.forward takes neither `past_key_values` nor `cache`")
+        self._keep_kw = "logits_to_keep" in params
+        self._eager = getattr(cfg, "_attn_implementation", "sdpa") == "eager"
+
+    def forward(self, input_ids, position_ids, attention_mask, kv: KVView, logits_to_keep: int = 0):
+        mask = attention_mask
+        if self._eager:  # eager attention adds the mask to the scores
+            mask = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill_(
+                ~mask, torch.finfo(self.dtype).min)
+        kwargs = {self._cache_kw: SlotCache(kv, kv.s_used - input_ids.shape[1])}
+        if self._keep_kw:
+            kwargs["logits_to_keep"] = logits_to_keep
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                         **kwargs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        if logits_to_keep and logits.shape[1] != logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
+        return logits
+
+
+def as_adapter(model) -> ModelAdapter:
+    """A `ModelAdapter` as-is, or a transformers model wrapped in `HFAdapter`."""
+    if isinstance(model, HFAdapter) or (not isinstance(model, torch.nn.Module) and isinstance(model, ModelAdapter)):
+        return model
+    return HFAdapter(model)

@@ -1,0 +1,223 @@
+"""`cospec_ext.decode`: target-only, draft-only, speculative (spd) and collaborative
+(cospec) decoding over Hugging Face causal LMs or any `ModelAdapter`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .adapter import as_adapter
+from .features import FEATURE_NAMES, check_arbiter
+from .loop import SpecEngine
+from .tree import TreeSpec, parse_tree
+
+MODES = ("target", "draft", "spd", "cospec")
+
+
+@dataclass
+class DecodeStats:
+    """What a decode call did. `mean_accept_len` is tokens committed per verification round
+    per row (accepted draft tokens + the target's bonus/correction token)."""
+
+    mode: str
+    target_forwards: int
+    draft_forwards: int
+    new_tokens: list[int]
+    rounds: int
+    mean_accept_len: float
+    arbiter_consulted: int
+    arbiter_accepted: int
+    wall_time_s: float
+    tokens_per_s: float
+    draft_accept_rate: float | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def summary(self) -> str:
+        s = (f"mode={self.mode} new_tokens={sum(self.new_tokens)} target_forwards={self.target_forwards} "
+             f"draft_forwards={self.draft_forwards} mean_accept_len={self.mean_accept_len:.2f} "
+             f"tokens/s={self.tokens_per_s:.1f} wall={self.wall_time_s:.3f}s")
+        if self.mode == "cospec":
+            s += f" arbiter consulted={self.arbiter_consulted} accepted={self.arbiter_accepted}"
+        return s
+
+
+@dataclass
+class DecodeTrace:
+    """Per verification round (`steps`, dicts of CPU tensors over the rows live in that
+    round): rows (original row ids), position (tokens generated before the round, [B]),
+    candidates, parents, path [B, N], accept_len [B], consulted, arbiter_accepted [B, N]
+    and, in cospec mode, features [B, N, F] (columns FEATURE_NAMES), probs, decisions [B, N]."""
+
+    steps: list = field(default_factory=list)
+    feature_names: tuple = FEATURE_NAMES
+
+    def decisions(self, row: int):
+        """The arbiter's consulted decisions for original row `row`, in order:
+        (features float32 [K, F], actions bool [K], probs float32 [K])."""
+        feats, acts, probs = [], [], []
+        for st in self.steps:
+            if st["features"] is None or row not in st["rows"]:
+                continue
+            b = st["rows"].index(row)
+            m = st["consulted"][b]
+            feats.append(st["features"][b][m])
+            acts.append(st["decisions"][b][m])
+            probs.append(st["probs"][b][m])
+        F = len(self.feature_names)
+        if not feats:
+            return torch.zeros(0, F), torch.zeros(0, dtype=torch.bool), torch.zeros(0)
+        return torch.cat(feats), torch.cat(acts), torch.cat(probs)
+
+
+@dataclass
+class DecodeOutput:
+    sequences: torch.Tensor  # int64 [B, P + T], like generate(): prompt, new tokens, pad after EOS
+    stats: DecodeStats
+    trace: DecodeTrace | None = None
+
+
+def _gen_attr(model, name):
+    for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        v = getattr(src, name, None) if src is not None else None
+        if v is not None:
+            return v
+    return None
+
+
+def _check_prompt(input_ids, attention_mask, device, vocab):
+    if not torch.is_tensor(input_ids):
+        raise TypeError(f"`input_ids` must be a LongTensor [B, P], got {type(input_ids).__name__}")
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"`input_ids` must be an int64 tensor [B, P], got {input_ids.dtype} {list(input_ids.shape)}")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"`input_ids` is empty ({list(input_ids.shape)}): every row needs at least one token")
+    if input_ids.device != device:
+        raise ValueError(f"`input_ids` is on {input_ids.device} but the models are on {device}")
+    input_ids = input_ids.long()
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    else:
+        if attention_mask.dim() == 1:
+            attention_mask = attention_mask[None]
+        if tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"`attention_mask` must be [B, P] like input_ids {list(input_ids.shape)}, "
+                             f"got {list(attention_mask.shape)}")
+        if attention_mask.device != device:
+            raise ValueError(f"`attention_mask` is on {attention_mask.device} but the models are on {device}")
+        attention_mask = attention_mask.long()
+    if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
+        raise ValueError("`attention_mask` must hold only 0 and 1")
+    if bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
+        raise ValueError("`attention_mask` must be left-padded (zeros first), like generate() needs for decoder-only models")
+    if bool((attention_mask.sum(1) == 0).any()):
+        raise ValueError("empty prompt: a row of `attention_mask` has no token")
+    real = input_ids[attention_mask.bool()]
+    if bool(((real < 0) | (real >= vocab)).any()):
+        raise ValueError(f"`input_ids` holds token ids outside [0, {vocab})")
+    pad = (attention_mask == 0).sum(1)  # [B]
+    return input_ids, pad
+
+
+def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str = "spd", arbiter=None,
+           threshold: float = 0.5, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
+           temperature: float = 0.0, eos_token_id=None, pad_token_id=None, seed: int | None = None,
+           return_trace: bool = False) -> DecodeOutput:
+    """Decodes a batch of left-padded prompts.
+
+    mode: "target" / "draft" plain autoregressive decoding of one model; "spd" speculative
+        decoding (lossless: greedy output equals target.generate(do_sample=False), sampled
+        output follows the target's distribution); "cospec" spd that consults `arbiter` at
+        every draft candidate whose token differs from the target's choice and accepts it
+        when the arbiter's probability >= threshold (or a Bernoulli draw, sample_arbiter).
+    target, draft: transformers causal LMs with a shared vocabulary on one device and
+        dtype, or ModelAdapter objects.
+    input_ids: int64 [B, P]; attention_mask: [B, P] of 0/1, zeros on the left.
+    tree: "chain:K", "tree:D,K[,M]", "static:...", or a TreeSpec (see engine/tree.py).
+    Returns DecodeOutput(sequences int64 [B, P + T] laid out as generate() returns it,
+    stats, trace when return_trace).
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"`max_new_tokens` must be an int >= 1, got {max_new_tokens!r}")
+    temperature = float(temperature)
+    if not (temperature >= 0.0 and temperature != float("inf")):
+        raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
+    spec: TreeSpec = parse_tree(tree)
+    arb_cols = None
+    if mode == "cospec":
+        if arbiter is None:
+            raise ValueError('mode="cospec" needs an `arbiter` (an object or the path of a saved one)')
+        if isinstance(arbiter, str) or hasattr(arbiter, "__fspath__"):
+            from ..arbiter import Arbiter
+
+            arbiter = Arbiter.load(arbiter)
+        arb_cols = check_arbiter(arbiter)
+    elif arbiter is not None:
+        raise ValueError(f"`arbiter` is only used with mode='cospec', got mode={mode!r}")
+    if target is None and mode != "draft":
+        raise ValueError(f"mode={mode!r} needs a `target` model")
+    if draft is None and mode != "target":
+        raise ValueError(f"mode={mode!r} needs a `draft` model")
+    tgt = as_adapter(target) if target is not None else None
+    drf = as_adapter(draft) if draft is not None else None
+    if tgt is not None and drf is not None:
+        if tgt.vocab_size != drf.vocab_size:
+            raise ValueError(f"draft and target vocabularies differ: target V={tgt.vocab_size}, draft V={drf.vocab_size}")
+        if tgt.device != drf.device:
+            raise ValueError(f"draft and target are on different devices: {tgt.device} vs {drf.device}")
+        if tgt.dtype != drf.dtype:
+            raise ValueError(f"draft and target have different dtypes: {tgt.dtype} vs {drf.dtype}")
+    verifier = drf if mode == "draft" else tgt
+    drafter = drf if mode in ("spd", "cospec") else None
+    if drafter is None:
+        spec = TreeSpec(depth=0)
+    input_ids, pad = _check_prompt(input_ids, attention_mask, verifier.device, verifier.vocab_size)
+    longest = int((input_ids.shape[1] - pad).max())
+    for name, ad in (("target", tgt if mode != "draft" else None), ("draft", drafter or (drf if mode == "draft" else None))):
+        if ad is not None and ad.max_positions is not None and longest + max_new_tokens + spec.depth > ad.max_positions:
+            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) + tree depth ({spec.depth}) "
+                             f"exceeds the {name} model's {ad.max_positions} positions")
+    ref_model = target if mode != "draft" else draft
+    if eos_token_id is None:
+        eos_token_id = _gen_attr(ref_model, "eos_token_id")
+    eos_ids = [] if eos_token_id is None else ([int(eos_token_id)] if isinstance(eos_token_id, int)
+                                                else [int(e) for e in eos_token_id])
+    if pad_token_id is None:
+        pad_token_id = _gen_attr(ref_model, "pad_token_id")
+    if pad_token_id is None:
+        pad_token_id = eos_ids[0] if eos_ids else 0
+    gen = None
+    if seed is not None:
+        gen = torch.Generator(device=verifier.device).manual_seed(int(seed))
+    trace = [] if return_trace else None
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
+                         int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace)
+        eng.run(input_ids)
+        T = max(eng.out_len)
+        sequences = torch.cat([input_ids, eng.out[:, :T]], dim=1)
+    if verifier.device.type == "cuda":
+        torch.cuda.synchronize(verifier.device)
+    wall = time.perf_counter() - t0
+    n_new = eng.out_len
+    stats = DecodeStats(
+        mode=mode, target_forwards=eng.target.forwards,
+        draft_forwards=eng.draft_runner.forwards if eng.draft_runner is not None else 0,
+        new_tokens=list(n_new), rounds=eng.rounds,
+        mean_accept_len=eng.committed / eng.row_rounds if eng.row_rounds else 1.0,
+        arbiter_consulted=eng.consulted, arbiter_accepted=eng.arbiter_accepted, wall_time_s=wall,
+        tokens_per_s=sum(n_new) / wall if wall > 0 else float("inf"),
+        draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None)
+    if mode == "draft":
+        stats.target_forwards, stats.draft_forwards = 0, eng.target.forwards
+    return DecodeOutput(sequences, stats, DecodeTrace(trace) if return_trace else None)

@@ -1,0 +1,108 @@
+"""Preallocated KV caches addressed by slot, and the tree attention masks over them.
+
+Layout: one tensor per model, `data` [2, L, B, H, S, D] (K and V of every layer), so one
+`kv_rollback` launch compacts a whole model. Row b's token at position s of the
+left-padded sequence lives at slot s; a draft tree's node i lives at `root_slot[b] + i`.
+Rows are dropped from the batch by compacting them to the front (`keep_rows`), so the
+active batch is always `data[:, :, :batch]`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import ops
+
+
+class KVCache:
+    """K and V of every layer of one model: `data` [2, L, B, H, S, D] in the model's dtype."""
+
+    def __init__(self, num_layers: int, batch: int, num_kv_heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device):
+        self.data = torch.zeros(2, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=dtype, device=device)
+        self.batch = batch
+        self.max_len = max_len
+
+    def active(self) -> torch.Tensor:
+        """[2, L, B_active, H, S, D] view of the rows still decoding."""
+        return self.data[:, :, : self.batch]
+
+    def rollback(self, root_slot: torch.Tensor, path: torch.Tensor) -> None:
+        """Moves the accepted path's K/V to the slots right after `root_slot - 1` (in place).
+
+        root_slot: int64 [B] slot of tree node 0; path: int64 [B, N] node ids, -1 padded.
+        """
+        ops.kv_rollback(self.active(), root_slot, path, validate=False)
+
+    def keep_rows(self, keep: list[int], upto: int) -> None:
+        """Compacts rows `keep` (increasing) to the front; only slots [0, upto) are moved."""
+        for j, src in enumerate(keep):  # once per finished row, not per step
+            if src != j:
+                self.data[:, :, j, :, :upto].copy_(self.data[:, :, src, :, :upto])
+        self.batch = len(keep)
+
+
+class KVView:
+    """What one model forward sees: it writes the new K/V of its n input tokens at per-row
+    slots and attends over slots [0, s_used).
+
+    slots: int64 [B, n] destination slot of each input token; `uniform_start` (host int)
+    when every row writes the contiguous range [start, start + n) (a plain slice copy).
+    """
+
+    def __init__(self, cache: KVCache, slots: torch.Tensor, s_used: int, uniform_start: int | None = None):
+        self.data = cache.active()  # [2, L, B, H, S, D]
+        self.slots = slots  # [B, n]
+        self.s_used = s_used
+        self.uniform_start = uniform_start
+        self.rows = torch.arange(slots.shape[0], device=slots.device)[:, None]  # [B, 1]
+        self.num_layers = self.data.shape[1]
+
+    def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]."""
+        k_all, v_all = self.data[0, layer_idx], self.data[1, layer_idx]  # [B, H, S, D]
+        n = key.shape[2]
+        if self.uniform_start is not None:
+            s0 = self.uniform_start
+            k_all[:, :, s0 : s0 + n].copy_(key)
+            v_all[:, :, s0 : s0 + n].copy_(value)
+        else:
+            k_all.transpose(1, 2)[self.rows, self.slots] = key.transpose(1, 2).to(k_all.dtype)
+            v_all.transpose(1, 2)[self.rows, self.slots] = value.transpose(1, 2).to(v_all.dtype)
+        return k_all[:, :, : self.s_used], v_all[:, :, : self.s_used]
+
+
+class MaskBuilder:
+    """Builds boolean attention masks [B, 1, n_query, s_used] (True = attend) into one
+    preallocated buffer, so no step allocates a mask of the cache's size.
+
+    A query of tree node q attends to the committed prefix, slots [pad[b], root_slot[b]),
+    and to the slots of its ancestors-or-self, `root_slot[b] + j` for `anc[b, q, j]`.
+    """
+
+    def __init__(self, batch: int, max_query: int, max_len: int, device: torch.device):
+        self.buf = torch.zeros(batch, 1, max_query, max_len, dtype=torch.bool, device=device)
+        self.slot_ids = torch.arange(max_len, device=device)  # [S]
+
+    def tree(self, pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor, s_used: int) -> torch.Tensor:
+        """pad, root_slot: int64 [B]; anc: bool [B, nq, n] ancestor-or-self rows of the queries
+        over the tree's first n nodes (root_slot + n <= s_used) -> bool view [B, 1, nq, s_used]."""
+        B, nq, n = anc.shape
+        m = self.buf[:B, :, :nq, :s_used]
+        s = self.slot_ids[:s_used]
+        prefix = (s[None, :] >= pad[:, None]) & (s[None, :] < root_slot[:, None])  # [B, s_used]
+        m.copy_(prefix[:, None, None, :].expand(B, 1, nq, s_used))
+        idx = (root_slot[:, None, None, None] + self.slot_ids[:n]).expand(B, 1, nq, n)  # [B, 1, nq, n]
+        m.scatter_(3, idx, anc[:, None])
+        return m
+
+
+def prefill_mask(pad: torch.Tensor, length: int) -> torch.Tensor:
+    """Causal mask over a left-padded prompt, bool [B, 1, P, P]: query q attends to key s
+    when pad[b] <= s <= q; a padding query attends to itself only (keeps its K/V finite)."""
+    s = torch.arange(length, device=pad.device)
+    causal = s[None, :] <= s[:, None]  # [P(q), P(s)]
+    real_key = s[None, :] >= pad[:, None]  # [B, P(s)]
+    m = causal[None] & real_key[:, None, :]
+    m |= torch.eye(length, dtype=torch.bool, device=pad.device)[None]
+    return m[:, None]

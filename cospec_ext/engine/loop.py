@@ -1,0 +1,203 @@
+"""The decoding loop: prefill, then rounds of draft -> one target forward -> verify -> commit.
+
+State per active row b (all on the device, mirrored on the host where a step needs it):
+    seq[b, s]   the left-padded token sequence; the committed token at position s sits at
+                cache slot s in both models (the prompt in [0, P), then generated tokens)
+    total[b]    committed tokens, prompt padding included; the root (the last committed
+                token) is seq[b, total - 1] and is not in the target cache yet
+    dlen[b]     tokens in the draft cache (<= total)
+    pad[b]      left-padding length
+Rows that finish are written out and compacted away, so later steps cost only live rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .. import ops
+from .adaptive import DepthController
+from .adapter import ModelAdapter
+from .draft import Draft, Drafter
+from .features import node_features
+from .runner import ModelRunner
+from .tree import TreeSpec
+
+
+class SpecEngine:
+    def __init__(self, verifier: ModelAdapter, drafter: ModelAdapter | None, input_ids: torch.Tensor,
+                 pad: torch.Tensor, spec: TreeSpec, max_new_tokens: int, temperature: float, eos_ids: list[int],
+                 pad_token_id: int, arbiter=None, arbiter_cols=None, threshold: float = 0.5,
+                 sample_arbiter: bool = False, generator: torch.Generator | None = None, trace: list | None = None):
+        B, P = input_ids.shape
+        dev = input_ids.device
+        self.B0, self.P, self.dev = B, P, dev
+        self.spec, self.max_new, self.T = spec, max_new_tokens, float(temperature)
+        self.arbiter, self.arbiter_cols, self.threshold = arbiter, arbiter_cols, threshold
+        self.sample_arbiter, self.gen, self.trace = sample_arbiter, generator, trace
+        depth = spec.depth if drafter is not None else 0
+        S = P + max_new_tokens + spec.max_expanded + 2
+        self.seq = torch.zeros(B, S, dtype=torch.int64, device=dev)  # [B, S]
+        self.seq[:, :P] = input_ids
+        self.pad = pad.clone()
+        self.total = torch.full((B,), P, dtype=torch.int64, device=dev)
+        self.n_gen = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.total_h, self.n_gen_h, self.rows = [P] * B, [0] * B, list(range(B))
+        self.eos = torch.tensor(eos_ids or [-1], dtype=torch.int64, device=dev)
+        self.ctrl = DepthController(depth, spec.adaptive, spec.draft_cost)
+        timed = depth > 0 and spec.adaptive and spec.draft_cost is None
+        max_query = max(P, spec.max_expanded, 32)
+        self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
+        self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None
+        self.drafter = Drafter(self.draft_runner, spec) if depth else None
+        self.dlen = torch.full((B,), P, dtype=torch.int64, device=dev)
+        self.dlen_h = [P] * B
+        self.out = torch.full((B, max(max_new_tokens, 1)), pad_token_id, dtype=torch.int64, device=dev)
+        self.out_len = [0] * B
+        # statistics
+        self.rounds = self.row_rounds = self.committed = 0
+        self.consulted = self.arbiter_accepted = 0
+
+    # -- helpers ------------------------------------------------------------------------
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        """Next token from logits [B, V]: argmax, or a sample at temperature T."""
+        if self.T == 0.0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits.float() / self.T, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
+
+    def _commit(self, new_tok: torch.Tensor, count: torch.Tensor, extra: list[torch.Tensor]) -> list[list[int]]:
+        """Appends the first count[b] of new_tok [B, W] to each row, cut after EOS and at
+        max_new_tokens. Returns host lists [kept, finished, *extra] (the step's one sync)."""
+        W = new_tok.shape[1]
+        j = torch.arange(W, device=self.dev)
+        is_eos = torch.isin(new_tok, self.eos) & (j[None, :] < count[:, None])
+        hit = is_eos.any(1)
+        kept = torch.where(hit, is_eos.int().argmax(1) + 1, count)
+        kept = torch.minimum(kept, self.max_new - self.n_gen)
+        finished = hit | (self.n_gen + kept >= self.max_new)
+        self.seq.scatter_(1, self.total[:, None] + j, new_tok)
+        self.total += count
+        self.n_gen += kept
+        return torch.stack([kept, finished.long(), *extra]).tolist()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, input_ids: torch.Tensor) -> None:
+        logits = self.target.prefill(input_ids)  # [B, V]
+        if self.draft_runner is not None:
+            self.draft_runner.prefill(input_ids)
+        first = self._pick(logits)
+        kept, fin = self._commit(first[:, None], torch.ones_like(first), [])
+        self.total_h = [t + 1 for t in self.total_h]
+        self.n_gen_h = [n + k for n, k in zip(self.n_gen_h, kept)]
+        self._retire(fin)
+        while self.rows:
+            self._round()
+
+    def _round(self) -> None:
+        B = len(self.rows)
+        depth = self.ctrl.choose() if self.drafter is not None else 0
+        root_slot, root_slot_h = self.total - 1, [t - 1 for t in self.total_h]
+        root = self.seq.gather(1, root_slot[:, None])[:, 0]
+        t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
+        f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
+        if depth > 0:
+            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h)
+            d = self.drafter.draft(depth, root, root_logits, want_stats=self.arbiter is not None)
+        else:
+            d = _root_only(root)
+        cand = d.candidates.contiguous()  # [B, N]
+        parents = d.full("parents").contiguous()  # [B, N]
+        N = cand.shape[1]
+        t_tgt0 = self.target.seconds
+        logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
+        t_tgt = self.target.seconds - t_tgt0
+        ls = ops.logit_stats(logits, cand, parents, validate=False) if (self.T == 0 or self.arbiter) else None
+        accept = feats = probs = None
+        if self.arbiter is not None and N > 1:
+            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, self.n_gen)  # [B, N, F]
+            x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
+            p = self.arbiter.predict_proba(x).reshape(B, N - 1).float()
+            probs = torch.cat([torch.zeros(B, 1, device=self.dev), p], dim=1)  # [B, N]
+            if self.sample_arbiter:
+                accept = torch.rand(B, N, generator=self.gen, device=self.dev) < probs
+            else:
+                accept = probs >= self.threshold
+            accept[:, 0] = False
+        if self.T == 0.0:
+            v = ops.verify_tree(cand, parents, None, accept, target_argmax=ls.argmax, validate=False)
+        else:
+            u = torch.rand(B, N, generator=self.gen, device=self.dev)
+            v = ops.verify_tree(cand, parents, logits, accept, self.T, u, validate=False)
+        acc_tok = cand.gather(1, v.path.clamp(min=0))  # [B, N], root first
+        j = torch.arange(N, device=self.dev)
+        shifted = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
+        new_tok = torch.where(j[None, :] == v.accept_len[:, None], v.next_token[:, None], shifted)
+        n_gen_before = self.n_gen.clone() if self.trace is not None else None
+        kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
+                                                 [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
+        self.target.cache.rollback(root_slot, v.path)
+        self.total_h = [t + a + 1 for t, a in zip(self.total_h, acc)]
+        self.n_gen_h = [n + k for n, k in zip(self.n_gen_h, kept)]
+        if depth > 0:
+            self.dlen = self.drafter.commit(d, v.path, v.accept_len)
+            self.dlen_h = [r + min(a + 1, d.levels) for r, a in zip(root_slot_h, acc)]
+            nf = self.draft_runner.forwards - f_draft0
+            self.ctrl.observe(d.levels, acc)
+            self.ctrl.observe_times((self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
+        self.rounds += 1
+        self.row_rounds += B
+        self.committed += sum(acc) + B
+        self.consulted += sum(cons)
+        self.arbiter_accepted += sum(arb)
+        if self.trace is not None:
+            self.trace.append(_trace_step(self, cand, parents, v, n_gen_before, feats, probs, accept))
+        self._retire(fin)
+
+    def _retire(self, finished: list[int]) -> None:
+        """Writes finished rows to the output and compacts the batch to the live rows."""
+        if not any(finished):
+            return
+        keep = []
+        for b, f in enumerate(finished):
+            if f:
+                n, orig = self.n_gen_h[b], self.rows[b]
+                self.out[orig, :n] = self.seq[b, self.P : self.P + n]
+                self.out_len[orig] = n
+            else:
+                keep.append(b)
+        if keep:
+            upto = max(self.total_h[b] for b in keep) + 1
+            self.target.keep_rows(keep, upto)
+            if self.draft_runner is not None:
+                self.draft_runner.keep_rows(keep, upto)
+            k = torch.tensor(keep, device=self.dev)
+            n = len(keep)
+            self.seq[:n] = self.seq[k]
+            self.seq = self.seq[:n]  # a view: the buffer is kept
+            self.total, self.n_gen, self.dlen = self.total[k], self.n_gen[k], self.dlen[k]
+            self.pad = self.pad[k]
+            self.target.pad = self.pad
+            if self.draft_runner is not None:
+                self.draft_runner.pad = self.pad
+        self.rows = [self.rows[b] for b in keep]
+        self.total_h = [self.total_h[b] for b in keep]
+        self.n_gen_h = [self.n_gen_h[b] for b in keep]
+        self.dlen_h = [self.dlen_h[b] for b in keep]
+
+
+def _root_only(root: torch.Tensor) -> Draft:
+    """The tree of a round without drafting: the root alone (a plain decoding step)."""
+    dev = root.device
+    z = torch.zeros(1, 1, dtype=torch.int64, device=dev)
+    return Draft(root[:, None], torch.full((1, 1), -1, dtype=torch.int64, device=dev), z,
+                 torch.ones(1, 1, 1, dtype=torch.bool, device=dev), z, None, 1, 0, None)
+
+
+def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, accept) -> dict:
+    cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
+    return {"step": eng.rounds - 1, "rows": list(eng.rows), "position": cpu(n_gen_before),
+            "candidates": cpu(cand), "parents": cpu(parents), "path": cpu(v.path), "accept_len": cpu(v.accept_len),
+            "consulted": cpu(v.consulted), "arbiter_accepted": cpu(v.arbiter_accepted),
+            "features": cpu(feats), "probs": cpu(probs), "decisions": cpu(accept)}

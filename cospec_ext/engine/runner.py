@@ -1,0 +1,73 @@
+"""One model with its preallocated cache: prefill and forwards over tree nodes at per-row slots."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .adapter import ModelAdapter
+from .kv import KVCache, KVView, MaskBuilder, prefill_mask
+
+
+class ModelRunner:
+    """Owns a model's KVCache and mask buffer; counts and times its forwards.
+
+    pad: int64 [B] left-padding length of each active row (slots [0, pad) are never attended).
+    """
+
+    def __init__(self, adapter: ModelAdapter, batch: int, max_len: int, max_query: int, pad: torch.Tensor,
+                 time_forwards: bool = False):
+        self.adapter = adapter
+        self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
+                             adapter.dtype, adapter.device)
+        self.masks = MaskBuilder(batch, max_query, max_len, adapter.device)
+        self.pad = pad
+        self.node_ids = torch.arange(max(max_query, 1), device=adapter.device)  # [n]
+        self.forwards = 0
+        self.seconds = 0.0  # time inside forwards (synchronised on CUDA when time_forwards)
+        self._sync = time_forwards and adapter.device.type == "cuda"
+
+    def _run(self, *args, **kw) -> torch.Tensor:
+        if self._sync:
+            torch.cuda.synchronize(self.adapter.device)
+        t0 = time.perf_counter()
+        out = self.adapter.forward(*args, **kw)
+        if self._sync:
+            torch.cuda.synchronize(self.adapter.device)
+        self.seconds += time.perf_counter() - t0
+        self.forwards += 1
+        return out
+
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids int64 [B, P] (left-padded) into slots [0, P) -> last-position logits [B, V]."""
+        B, P = input_ids.shape
+        positions = (torch.arange(P, device=input_ids.device)[None, :] - self.pad[:, None]).clamp(min=0)
+        slots = torch.arange(P, device=input_ids.device).expand(B, P)
+        kv = KVView(self.cache, slots, P, uniform_start=0)
+        logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1)
+        return logits[:, -1]
+
+    def forward_nodes(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: list[int], node_lo: int,
+                      anc: torch.Tensor, depth) -> torch.Tensor:
+        """Runs tree nodes [node_lo, node_lo + n) of every row.
+
+        tokens: int64 [B, n]; root_slot: int64 [B] slot of node 0 (node j sits at root_slot + j);
+        anc: bool [B or 1, n, node_lo + n], ancestor-or-self rows of these nodes;
+        depth: int or int64 [B, n], depth of each node (position = root_slot - pad + depth).
+        Returns logits [B, n, V].
+        """
+        B, n = tokens.shape
+        ids = self.node_ids[node_lo : node_lo + n]
+        slots = root_slot[:, None] + ids  # [B, n]
+        positions = (root_slot - self.pad)[:, None] + depth  # [B, n] or broadcast
+        if not torch.is_tensor(depth) or depth.dim() == 0:
+            positions = positions.expand(B, n)
+        s_max = max(root_slot_host)
+        s_used = s_max + node_lo + n
+        uniform = s_max + node_lo if min(root_slot_host) == s_max else None
+        mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]), s_used)
+        return self._run(tokens, positions, mask, KVView(self.cache, slots, s_used, uniform_start=uniform))
+
+    def keep_rows(self, keep: list[int], upto: int) -> None:
+        self.cache.keep_rows(keep, upto)

@@ -137,3 +137,45 @@ def kv_rollback_ref(cache: torch.Tensor, base_len: torch.Tensor, path: torch.Ten
             cache[..., b, :, base + j, :] = row
         new_len[b] = base + len(src)
     return new_len
+
+
+def cospec_decode_ref(target, draft, prompt: list[int], k: int, max_new_tokens: int, eos_ids=(),
+                      arbiter=None, threshold: float = 0.5) -> list[int]:
+    """The CoSpec walk over a chain of k drafted tokens, written for clarity: no caches
+    (every logit is a full forward over the whole prefix), one prompt, greedy.
+
+    Each round: the draft proposes d_1..d_k greedily; the target's logits after the root
+    and after each d_i give t_i = argmax; d_i is accepted when d_i == t_i, or else when
+    arbiter(t_logp_cand, d_logp_cand) >= threshold (log-probabilities of d_i under the
+    target and the draft at its parent); the first rejection stops the round and the
+    target's argmax there is emitted. Returns the generated tokens (cut after EOS and at
+    max_new_tokens). arbiter=None is plain greedy speculative decoding.
+    """
+
+    def logits(model, seq):
+        return model(input_ids=torch.tensor([seq])).logits[0].float()  # [len, V]
+
+    seq, out = list(prompt), []
+    with torch.no_grad():
+        out.append(int(logits(target, seq)[-1].argmax()))
+        while out[-1] not in eos_ids and len(out) < max_new_tokens:
+            root = seq + out
+            drafts, d_logp = [], []
+            for _ in range(k):
+                lg = logits(draft, root + drafts)[-1].log_softmax(-1)
+                drafts.append(int(lg.argmax()))
+                d_logp.append(float(lg[drafts[-1]]))
+            t_lg = logits(target, root + drafts)[len(root) - 1:].log_softmax(-1)  # [k + 1, V]
+            new = []
+            for i, d in enumerate(drafts):
+                t = int(t_lg[i].argmax())
+                ok = d == t or (arbiter is not None and arbiter(float(t_lg[i, d]), d_logp[i]) >= threshold)
+                if not ok:
+                    break
+                new.append(d)
+            new.append(int(t_lg[len(new)].argmax()))
+            for tok in new:
+                out.append(tok)
+                if tok in eos_ids or len(out) >= max_new_tokens:
+                    break
+    return out

@@ -139,6 +139,9 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         dtype, or ModelAdapter objects.
     input_ids: int64 [B, P]; attention_mask: [B, P] of 0/1, zeros on the left.
     tree: "chain:K", "tree:D,K[,M]", "static:...", or a TreeSpec (see engine/tree.py).
+    eos_token_id: int or list; None takes the model's generation_config, [] disables EOS.
+    pad_token_id: fills rows after their EOS; None takes generation_config, then EOS, then 0.
+    seed: seeds the sampling and sample_arbiter draws (a torch.Generator on the device).
     Returns DecodeOutput(sequences int64 [B, P + T] laid out as generate() returns it,
     stats, trace when return_trace).
     """

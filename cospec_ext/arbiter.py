@@ -1,0 +1,112 @@
+"""`cospec_ext.Arbiter`: the learned policy consulted at draft/target mismatches.
+
+    z = (x - mean) / std                       x float32 [M, F] (columns `feature_names`)
+    h = act(z W1^T + b1) [-> act(h W2^T + b2)]
+    logit = h . w_out + b_out;  p = sigmoid(logit)  = P(accepting the draft's token leads
+                                                      to a correct final answer)
+`forward` is the differentiable torch composition (training); `predict_proba` folds the
+normalisation into the first layer and runs the fused `arbiter_score` kernel (decoding).
+Saved as safetensors (weights) + JSON (version, feature names, sizes, activation,
+normalisation); loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import ops
+from .engine.features import FEATURE_NAMES
+
+FORMAT_VERSION = 1
+
+
+class Arbiter(torch.nn.Module):
+    def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES, hidden: Sequence[int] = (32, 16),
+                 activation: str = "gelu", mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
+        super().__init__()
+        names = tuple(feature_names)
+        bad = [n for n in names if n not in FEATURE_NAMES]
+        if bad or not names:
+            raise ValueError(f"`feature_names` must be a non-empty subset of {list(FEATURE_NAMES)}; unknown: {bad}")
+        if not 1 <= len(hidden) <= 2 or not all(1 <= int(h) <= 1024 for h in hidden):
+            raise ValueError(f"`hidden` must list 1 or 2 widths in [1, 1024], got {list(hidden)}")
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"`activation` must be 'gelu' or 'relu', got {activation!r}")
+        self.feature_names, self.hidden, self.activation = names, tuple(int(h) for h in hidden), activation
+        self.in_features = len(names)
+        F_ = self.in_features
+        self.register_buffer("mean", torch.zeros(F_) if mean is None else torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.ones(F_) if std is None else torch.as_tensor(std, dtype=torch.float32))
+        widths = [F_, *self.hidden]
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = torch.nn.Linear(widths[-1], 1)
+
+    def _act(self, x):
+        return F.gelu(x) if self.activation == "gelu" else F.relu(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x float32 [M, F] -> logits float32 [M] (differentiable)."""
+        h = (x.float() - self.mean) / self.std
+        for layer in self.layers:
+            h = self._act(layer(h))
+        return self.out(h)[:, 0]
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """x float32 [M, F] -> P(accept) float32 [M] through the fused arbiter_score kernel."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"arbiter features must be [M, {self.in_features}], got {list(x.shape)}")
+        if x.shape[0] == 0:
+            return torch.zeros(0, device=x.device)
+        l1 = self.layers[0]
+        w1 = (l1.weight / self.std).float().contiguous()  # fold (x - mean) / std into layer 1
+        b1 = (l1.bias - w1 @ self.mean).float()
+        w2 = b2 = None
+        if len(self.layers) == 2:
+            w2, b2 = self.layers[1].weight.float(), self.layers[1].bias.float()
+        logit = ops.arbiter_score(x.float().contiguous(), w1, b1, w2, b2, w_out=self.out.weight[0].float(),
+                                  b_out=self.out.bias.float(), activation=self.activation)
+        return torch.sigmoid(logit)
+
+    def set_normalization(self, features: torch.Tensor) -> None:
+        """Sets mean/std from a sample of feature rows [M, F] (std floored at 1e-3)."""
+        self.mean.copy_(features.float().mean(0))
+        self.std.copy_(features.float().std(0).nan_to_num(1.0).clamp(min=1e-3))
+
+    def config(self) -> dict:
+        return {"format": "cospec-arbiter", "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
+                "hidden": list(self.hidden), "activation": self.activation}
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Writes <dir>/arbiter.json + <dir>/arbiter.safetensors (path: a directory); returns the dir."""
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, os.path.join(path, "arbiter.safetensors"))
+        with open(os.path.join(path, "arbiter.json"), "w") as f:
+            json.dump(self.config(), f, indent=2)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Arbiter":
+        """Loads a saved arbiter from its directory (or its .json / .safetensors file)."""
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            path = os.path.dirname(path) or "."
+        cfg_path, w_path = os.path.join(path, "arbiter.json"), os.path.join(path, "arbiter.safetensors")
+        if not (os.path.isfile(cfg_path) and os.path.isfile(w_path)):
+            raise FileNotFoundError(f"no saved arbiter in {path!r} (expected arbiter.json and arbiter.safetensors)")
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        if cfg.get("format") != "cospec-arbiter" or int(cfg.get("version", -1)) > FORMAT_VERSION:
+            raise ValueError(f"{cfg_path}: not a cospec arbiter of format version <= {FORMAT_VERSION}: "
+                             f"{cfg.get('format')!r} v{cfg.get('version')}")
+        arb = cls(cfg["feature_names"], cfg["hidden"], cfg["activation"])
+        arb.load_state_dict(load_file(w_path))
+        return arb.to(device).eval()

@@ -1,0 +1,59 @@
+"""cospec_ext.Arbiter: the fused predict_proba equals the torch forward; save/load round trip
+(safetensors + JSON); decode accepts a saved arbiter's path."""
+
+import json
+
+import pytest
+import torch
+
+import cospec_ext
+from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import FEATURE_NAMES
+from _models import EOS, PAD, prompts, tiny
+
+
+@pytest.mark.parametrize("hidden,act", [((32, 16), "gelu"), ((8,), "relu")])
+def test_predict_proba_matches_forward(hidden, act):
+    torch.manual_seed(0)
+    arb = Arbiter(hidden=hidden, activation=act)
+    x = torch.randn(257, len(FEATURE_NAMES)) * 3 + 1
+    arb.set_normalization(x)
+    torch.testing.assert_close(arb.predict_proba(x), torch.sigmoid(arb(x)), atol=2e-6, rtol=1e-5)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(1)
+    arb = Arbiter(["t_logp_cand", "d_logp_cand", "depth"], hidden=(4, 3))
+    arb.set_normalization(torch.randn(50, 3))
+    arb.save(tmp_path / "arb")
+    cfg = json.loads((tmp_path / "arb" / "arbiter.json").read_text())
+    assert cfg["version"] == 1 and cfg["feature_names"] == ["t_logp_cand", "d_logp_cand", "depth"]
+    back = Arbiter.load(tmp_path / "arb" / "arbiter.json")
+    x = torch.randn(10, 3)
+    torch.testing.assert_close(back.predict_proba(x), arb.predict_proba(x))
+    with pytest.raises(FileNotFoundError, match="no saved arbiter"):
+        Arbiter.load(tmp_path / "nothing")
+    (tmp_path / "arb" / "arbiter.json").write_text(json.dumps({**cfg, "version": 99}))
+    with pytest.raises(ValueError, match="format version"):
+        Arbiter.load(tmp_path / "arb")
+
+
+def test_bad_arbiter_config():
+    with pytest.raises(ValueError, match="feature_names"):
+        Arbiter(["nope"])
+    with pytest.raises(ValueError, match="hidden"):
+        Arbiter(hidden=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"\[M, 12\]"):
+        Arbiter().predict_proba(torch.zeros(3, 5))
+
+
+def test_decode_with_saved_arbiter_path(tmp_path):
+    torch.manual_seed(2)
+    arb = Arbiter(hidden=(8,))
+    arb.save(tmp_path / "a")
+    target, draft = tiny("llama", 2, seed=61), tiny("llama", 1, seed=62)
+    ids, mask = prompts(2, 1)
+    kw = dict(mode="cospec", tree="chain:3;fixed", max_new_tokens=10, eos_token_id=EOS, pad_token_id=PAD)
+    a = cospec_ext.decode(target, draft, ids, mask, arbiter=str(tmp_path / "a"), **kw)
+    b = cospec_ext.decode(target, draft, ids, mask, arbiter=arb, **kw)
+    assert torch.equal(a.sequences, b.sequences) and a.stats.arbiter_consulted > 0

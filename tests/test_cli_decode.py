@@ -1,0 +1,48 @@
+"""`cospec decode` end to end on tiny models saved to disk with a character tokenizer."""
+
+import pytest
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
+
+from cospec_ext.cli import main
+from _models import first_layers, tiny
+
+CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 +-*=#;.,?!"
+
+
+def _tokenizer():
+    vocab = {"<pad>": 0, "<bos>": 1, "<unk>": 2, "<eos>": 3}
+    vocab.update({c: 4 + i for i, c in enumerate(CHARS)})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    target = tiny("llama", 2, seed=51)
+    tok = _tokenizer()
+    for name, m in (("target", target), ("draft", first_layers(target, 1))):
+        m.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return root
+
+
+@pytest.mark.parametrize("mode", ["target", "spd"])
+def test_cli_decode_prints_text_and_stats(model_dirs, capsys, mode):
+    rc = main(["decode", "--target", str(model_dirs / "target"), "--draft", str(model_dirs / "draft"),
+               "--mode", mode, "--tree", "chain:3", "--prompt", "12+7=", "--max-new-tokens", "12"])
+    assert rc == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].strip()
+    assert lines[1].startswith(f"mode={mode} ") and "new_tokens=12" in lines[1]
+
+
+def test_cli_decode_same_text_for_target_and_spd(model_dirs, capsys):
+    texts = []
+    for mode in ("target", "spd"):
+        main(["decode", "--target", str(model_dirs / "target"), "--draft", str(model_dirs / "draft"), "--mode", mode,
+              "--prompt", "abc", "--max-new-tokens", "10"])
+        texts.append(capsys.readouterr().out.splitlines()[0])
+    assert texts[0] == texts[1]

@@ -93,11 +93,15 @@ setup(
     name="cospec_ext",
     version="0.1.0",
     description="Collaborative speculative decoding (CoSpec): kernels, decoding API, arbiter",
-    packages=find_packages(include=["cospec_ext", "cospec_ext.*"]),
-    package_dir={"": "."},
+    # cospec_ext: kernels, decoding API, arbiter, embedded task and its shipped models;
+    # cospec_train (python/): the arbiter's RL training and the task's model training.
+    packages=find_packages(include=["cospec_ext", "cospec_ext.*"])
+    + find_packages("python", include=["cospec_train", "cospec_train.*"]),
+    package_dir={"": ".", "cospec_train": "python/cospec_train"},
+    package_data={"cospec_ext": ["assets/models/*/*", "assets/arbiter/*"]},
     python_requires=">=3.10",
-    install_requires=["torch>=2.6", "safetensors", "numpy"],
-    extras_require={"hf": ["transformers>=5.0"], "flash": ["flash-attn"]},
+    install_requires=["torch>=2.6", "safetensors", "numpy", "transformers>=5.0", "tokenizers", "tqdm"],
+    extras_require={"flash": ["flash-attn"], "plot": ["matplotlib"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension},
     entry_points={"console_scripts": ["cospec=cospec_ext.cli:main"]},

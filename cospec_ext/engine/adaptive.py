@@ -13,6 +13,8 @@ forgotten; c from the measured forward times unless given.
 
 from __future__ import annotations
 
+import torch
+
 
 class DepthController:
     def __init__(self, max_depth: int, adaptive: bool, draft_cost: float | None, decay: float = 0.8,
@@ -54,13 +56,15 @@ class DepthController:
             self.idle = 0
         return best
 
-    def observe(self, depth: int, accepted: list[int]) -> None:
-        if depth == 0 or not accepted:
+    def observe(self, depth: int, accepted: torch.Tensor) -> None:
+        """accepted: CPU int64 [B], levels accepted by each row in a round of this depth."""
+        n = accepted.numel()
+        if depth == 0 or n == 0:
             return
-        s = float(sum(accepted))
-        t = s + sum(1 for x in accepted if x < depth)
-        self.succ = self.decay * self.succ + s / len(accepted)
-        self.trials = self.decay * self.trials + t / len(accepted)
+        s = float(accepted.sum())
+        t = s + float((accepted < depth).sum())
+        self.succ = self.decay * self.succ + s / n
+        self.trials = self.decay * self.trials + t / n
 
     def observe_times(self, draft_s: float | None, target_s: float | None) -> None:
         """Seconds per draft forward and per target forward measured this round."""

@@ -207,12 +207,11 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
                          int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace)
         eng.run(input_ids)
-        T = max(eng.out_len)
-        sequences = torch.cat([input_ids, eng.out[:, :T]], dim=1)
+        sequences = eng.sequences(input_ids)
     if verifier.device.type == "cuda":
         torch.cuda.synchronize(verifier.device)
     wall = time.perf_counter() - t0
-    n_new = eng.out_len
+    n_new = eng.out_len.tolist()
     stats = DecodeStats(
         mode=mode, target_forwards=eng.target.forwards,
         draft_forwards=eng.draft_runner.forwards if eng.draft_runner is not None else 0,

@@ -48,11 +48,11 @@ class Drafter:
         self.static = StaticTables(spec.static_parents, dev) if spec.static_parents is not None else None
         self.log_conf = math.log(spec.min_confidence) if spec.min_confidence > 0 else None
         self.root_slot: torch.Tensor | None = None  # [B] draft slot of this round's root
-        self.root_slot_host: list[int] = []
+        self.root_slot_host: torch.Tensor | None = None  # its CPU copy
 
     # -- catch-up -----------------------------------------------------------------------
-    def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: list[int], total: torch.Tensor,
-                 total_host: list[int]) -> torch.Tensor:
+    def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: torch.Tensor, total: torch.Tensor,
+                 total_host: torch.Tensor) -> torch.Tensor:
         """Feeds seq[b, dlen[b]:total[b]] to the draft (ragged; at least the root; in chunks of at
         most the mask buffer's width) and returns the draft's logits after the root, [B, V].
         Afterwards the draft cache holds total[b] tokens."""
@@ -60,7 +60,7 @@ class Drafter:
         width = self.runner.node_ids.shape[0]
         root_logits = None
         while True:
-            P = min(max(t - d for t, d in zip(total_host, dlen_host)), width)
+            P = min(int((total_host - dlen_host).max()), width)
             ar = self.runner.node_ids[:P]
             idx = torch.minimum(dlen[:, None] + ar, total[:, None] - 1)  # [B, P], padded with the root
             anc = torch.ones(P, P, dtype=torch.bool, device=seq.device).tril_()[None]  # a chain
@@ -70,11 +70,11 @@ class Drafter:
             done = (total - dlen) <= P  # rows whose root was in this chunk
             root_logits = here if root_logits is None else torch.where(done[:, None], here, root_logits)
             dlen = torch.minimum(dlen + P, total)
-            dlen_host = [min(d + P, t) for d, t in zip(dlen_host, total_host)]
-            if dlen_host == list(total_host):
+            dlen_host = torch.minimum(dlen_host + P, total_host)
+            if torch.equal(dlen_host, total_host):
                 break
         self.root_slot = total - 1
-        self.root_slot_host = [t - 1 for t in total_host]
+        self.root_slot_host = total_host - 1
         return root_logits
 
     # -- tree expansion -----------------------------------------------------------------

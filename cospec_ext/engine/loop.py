@@ -43,7 +43,10 @@ class SpecEngine:
         self.pad = pad.clone()
         self.total = torch.full((B,), P, dtype=torch.int64, device=dev)
         self.n_gen = torch.zeros(B, dtype=torch.int64, device=dev)
-        self.total_h, self.n_gen_h, self.rows = [P] * B, [0] * B, list(range(B))
+        # host mirrors (CPU int64 [B]) of what a step needs to size its forwards
+        self.total_h = torch.full((B,), P, dtype=torch.int64)
+        self.n_gen_h = torch.zeros(B, dtype=torch.int64)
+        self.rows = torch.arange(B)  # original row id of each live row
         self.eos = torch.tensor(eos_ids or [-1], dtype=torch.int64, device=dev)
         self.ctrl = DepthController(depth, spec.adaptive, spec.draft_cost)
         timed = depth > 0 and spec.adaptive and spec.draft_cost is None
@@ -52,9 +55,10 @@ class SpecEngine:
         self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None
         self.drafter = Drafter(self.draft_runner, spec) if depth else None
         self.dlen = torch.full((B,), P, dtype=torch.int64, device=dev)
-        self.dlen_h = [P] * B
-        self.out = torch.full((B, max(max_new_tokens, 1)), pad_token_id, dtype=torch.int64, device=dev)
-        self.out_len = [0] * B
+        self.dlen_h = torch.full((B,), P, dtype=torch.int64)
+        self.pad_token_id = pad_token_id
+        self.out = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.int64, device=dev)
+        self.out_len = torch.zeros(B, dtype=torch.int64)
         # statistics
         self.rounds = self.row_rounds = self.committed = 0
         self.consulted = self.arbiter_accepted = 0
@@ -67,9 +71,10 @@ class SpecEngine:
         probs = torch.softmax(logits.float() / self.T, dim=-1)
         return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
 
-    def _commit(self, new_tok: torch.Tensor, count: torch.Tensor, extra: list[torch.Tensor]) -> list[list[int]]:
+    def _commit(self, new_tok: torch.Tensor, count: torch.Tensor, extra: list[torch.Tensor]) -> torch.Tensor:
         """Appends the first count[b] of new_tok [B, W] to each row, cut after EOS and at
-        max_new_tokens. Returns host lists [kept, finished, *extra] (the step's one sync)."""
+        max_new_tokens. Returns CPU int64 [2 + len(extra), B]: kept, finished, *extra (the
+        step's one host sync)."""
         W = new_tok.shape[1]
         j = torch.arange(W, device=self.dev)
         is_eos = torch.isin(new_tok, self.eos) & (j[None, :] < count[:, None])
@@ -80,7 +85,7 @@ class SpecEngine:
         self.seq.scatter_(1, self.total[:, None] + j, new_tok)
         self.total += count
         self.n_gen += kept
-        return torch.stack([kept, finished.long(), *extra]).tolist()
+        return torch.stack([kept, finished.long(), *extra]).cpu()
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, input_ids: torch.Tensor) -> None:
@@ -89,16 +94,16 @@ class SpecEngine:
             self.draft_runner.prefill(input_ids)
         first = self._pick(logits)
         kept, fin = self._commit(first[:, None], torch.ones_like(first), [])
-        self.total_h = [t + 1 for t in self.total_h]
-        self.n_gen_h = [n + k for n, k in zip(self.n_gen_h, kept)]
-        self._retire(fin)
-        while self.rows:
+        self.total_h += 1
+        self.n_gen_h += kept
+        self._retire(fin.bool())
+        while self.rows.numel():
             self._round()
 
     def _round(self) -> None:
         B = len(self.rows)
         depth = self.ctrl.choose() if self.drafter is not None else 0
-        root_slot, root_slot_h = self.total - 1, [t - 1 for t in self.total_h]
+        root_slot, root_slot_h = self.total - 1, self.total_h - 1
         root = self.seq.gather(1, root_slot[:, None])[:, 0]
         t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
         f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
@@ -138,42 +143,40 @@ class SpecEngine:
         kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
                                                  [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
         self.target.cache.rollback(root_slot, v.path)
-        self.total_h = [t + a + 1 for t, a in zip(self.total_h, acc)]
-        self.n_gen_h = [n + k for n, k in zip(self.n_gen_h, kept)]
+        self.total_h += acc + 1
+        self.n_gen_h += kept
         if depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
-            self.dlen_h = [r + min(a + 1, d.levels) for r, a in zip(root_slot_h, acc)]
+            self.dlen_h = root_slot_h + (acc + 1).clamp(max=d.levels)
             nf = self.draft_runner.forwards - f_draft0
             self.ctrl.observe(d.levels, acc)
             self.ctrl.observe_times((self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
         self.rounds += 1
         self.row_rounds += B
-        self.committed += sum(acc) + B
-        self.consulted += sum(cons)
-        self.arbiter_accepted += sum(arb)
+        self.committed += int(acc.sum()) + B
+        self.consulted += int(cons.sum())
+        self.arbiter_accepted += int(arb.sum())
         if self.trace is not None:
             self.trace.append(_trace_step(self, cand, parents, v, n_gen_before, feats, probs, accept))
-        self._retire(fin)
+        self._retire(fin.bool())
 
-    def _retire(self, finished: list[int]) -> None:
-        """Writes finished rows to the output and compacts the batch to the live rows."""
-        if not any(finished):
+    def _retire(self, finished: torch.Tensor) -> None:
+        """Writes the rows that finished (CPU bool [B]) to the output and compacts the batch
+        to the live rows (only at finish events, not every step)."""
+        if not bool(finished.any()):
             return
-        keep = []
-        for b, f in enumerate(finished):
-            if f:
-                n, orig = self.n_gen_h[b], self.rows[b]
-                self.out[orig, :n] = self.seq[b, self.P : self.P + n]
-                self.out_len[orig] = n
-            else:
-                keep.append(b)
-        if keep:
-            upto = max(self.total_h[b] for b in keep) + 1
-            self.target.keep_rows(keep, upto)
+        f = finished.nonzero()[:, 0]
+        f_dev = f.to(self.dev)
+        self.out[self.rows[f].to(self.dev)] = self.seq[f_dev, self.P : self.P + self.max_new]
+        self.out_len[self.rows[f]] = self.n_gen_h[f]
+        keep = (~finished).nonzero()[:, 0]
+        if keep.numel():
+            upto = int(self.total_h[keep].max()) + 1
+            self.target.keep_rows(keep.tolist(), upto)
             if self.draft_runner is not None:
-                self.draft_runner.keep_rows(keep, upto)
-            k = torch.tensor(keep, device=self.dev)
-            n = len(keep)
+                self.draft_runner.keep_rows(keep.tolist(), upto)
+            k = keep.to(self.dev)
+            n = keep.numel()
             self.seq[:n] = self.seq[k]
             self.seq = self.seq[:n]  # a view: the buffer is kept
             self.total, self.n_gen, self.dlen = self.total[k], self.n_gen[k], self.dlen[k]
@@ -181,10 +184,15 @@ class SpecEngine:
             self.target.pad = self.pad
             if self.draft_runner is not None:
                 self.draft_runner.pad = self.pad
-        self.rows = [self.rows[b] for b in keep]
-        self.total_h = [self.total_h[b] for b in keep]
-        self.n_gen_h = [self.n_gen_h[b] for b in keep]
-        self.dlen_h = [self.dlen_h[b] for b in keep]
+        self.rows, self.total_h, self.n_gen_h, self.dlen_h = (t[keep] for t in (self.rows, self.total_h, self.n_gen_h,
+                                                                               self.dlen_h))
+
+    def sequences(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """int64 [B, P + T] like generate(): the prompt, the new tokens, pad after each row's end."""
+        T = int(self.out_len.max())
+        new = self.out[:, :T]
+        after = torch.arange(T)[None, :] >= self.out_len[:, None]
+        return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
 
 
 def _root_only(root: torch.Tensor) -> Draft:
@@ -197,7 +205,7 @@ def _root_only(root: torch.Tensor) -> Draft:
 
 def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, accept) -> dict:
     cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
-    return {"step": eng.rounds - 1, "rows": list(eng.rows), "position": cpu(n_gen_before),
+    return {"step": eng.rounds - 1, "rows": eng.rows.tolist(), "position": cpu(n_gen_before),
             "candidates": cpu(cand), "parents": cpu(parents), "path": cpu(v.path), "accept_len": cpu(v.accept_len),
             "consulted": cpu(v.consulted), "arbiter_accepted": cpu(v.arbiter_accepted),
             "features": cpu(feats), "probs": cpu(probs), "decisions": cpu(accept)}

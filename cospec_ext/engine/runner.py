@@ -48,11 +48,12 @@ class ModelRunner:
         logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1)
         return logits[:, -1]
 
-    def forward_nodes(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: list[int], node_lo: int,
+    def forward_nodes(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor, node_lo: int,
                       anc: torch.Tensor, depth) -> torch.Tensor:
         """Runs tree nodes [node_lo, node_lo + n) of every row.
 
-        tokens: int64 [B, n]; root_slot: int64 [B] slot of node 0 (node j sits at root_slot + j);
+        tokens: int64 [B, n]; root_slot: int64 [B] slot of node 0 (node j sits at root_slot + j),
+        root_slot_host its CPU copy;
         anc: bool [B or 1, n, node_lo + n], ancestor-or-self rows of these nodes;
         depth: int or int64 [B, n], depth of each node (position = root_slot - pad + depth).
         Returns logits [B, n, V].
@@ -63,9 +64,9 @@ class ModelRunner:
         positions = (root_slot - self.pad)[:, None] + depth  # [B, n] or broadcast
         if not torch.is_tensor(depth) or depth.dim() == 0:
             positions = positions.expand(B, n)
-        s_max = max(root_slot_host)
+        s_max = int(root_slot_host.max())
         s_used = s_max + node_lo + n
-        uniform = s_max + node_lo if min(root_slot_host) == s_max else None
+        uniform = s_max + node_lo if int(root_slot_host.min()) == s_max else None
         mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]), s_used)
         return self._run(tokens, positions, mask, KVView(self.cache, slots, s_used, uniform_start=uniform))
 

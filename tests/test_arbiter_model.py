@@ -43,7 +43,7 @@ def test_bad_arbiter_config():
         Arbiter(["nope"])
     with pytest.raises(ValueError, match="hidden"):
         Arbiter(hidden=(1, 2, 3))
-    with pytest.raises(ValueError, match=r"\[M, 12\]"):
+    with pytest.raises(ValueError, match=r"\[M, 13\]"):
         Arbiter().predict_proba(torch.zeros(3, 5))
 
 

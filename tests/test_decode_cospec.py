@@ -110,3 +110,19 @@ def test_trace_records_consulted_decisions():
     assert total == a.stats.arbiter_consulted > 0
     step = a.trace.steps[0]
     assert step["path"].shape == step["candidates"].shape and step["features"].shape[-1] == len(names)
+
+
+def test_sampled_decisions_do_not_depend_on_the_batch():
+    """With rollout ids, a row's sample_arbiter decisions are the same alone or in a batch
+    (what makes data-parallel RL rollouts match a single-process run)."""
+    target = tiny("llama", 3, seed=30)
+    draft = tiny("llama", 1, seed=31)
+    ids, mask = prompts(4, 9)
+    arb = LogisticArbiter(["d_logp_cand", "kl_dt"], [1.0, -0.5], 1.0)
+    kw = dict(mode="cospec", arbiter=arb, sample_arbiter=True, seed=11, tree="chain:3;fixed", max_new_tokens=MAX_NEW,
+              eos_token_id=EOS, pad_token_id=PAD)
+    full = cospec_ext.decode(target, draft, ids, mask, rollout_ids=torch.tensor([10, 11, 12, 13]), **kw)
+    for b in (1, 3):
+        P = int(mask[b].sum())
+        one = cospec_ext.decode(target, draft, ids[b:b + 1, -P:], None, rollout_ids=torch.tensor([10 + b]), **kw)
+        assert _gen_part(one.sequences, P, 0) == _gen_part(full.sequences, ids.shape[1], b)

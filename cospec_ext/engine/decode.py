@@ -127,7 +127,7 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
 def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str = "spd", arbiter=None,
            threshold: float = 0.5, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
            temperature: float = 0.0, eos_token_id=None, pad_token_id=None, seed: int | None = None,
-           return_trace: bool = False) -> DecodeOutput:
+           return_trace: bool = False, rollout_ids: torch.Tensor | None = None) -> DecodeOutput:
     """Decodes a batch of left-padded prompts.
 
     mode: "target" / "draft" plain autoregressive decoding of one model; "spd" speculative
@@ -142,6 +142,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     eos_token_id: int or list; None takes the model's generation_config, [] disables EOS.
     pad_token_id: fills rows after their EOS; None takes generation_config, then EOS, then 0.
     seed: seeds the sampling and sample_arbiter draws (a torch.Generator on the device).
+    rollout_ids: int64 [B], optional ids keying each row's sample_arbiter draws (default the
+        row index): with the same seed and id a row draws the same decisions in any batch.
     Returns DecodeOutput(sequences int64 [B, P + T] laid out as generate() returns it,
     stats, trace when return_trace).
     """
@@ -202,10 +204,14 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     if seed is not None:
         gen = torch.Generator(device=verifier.device).manual_seed(int(seed))
     trace = [] if return_trace else None
+    if rollout_ids is not None and (not torch.is_tensor(rollout_ids) or rollout_ids.shape != (input_ids.shape[0],)):
+        raise ValueError(f"`rollout_ids` must be an int64 tensor [B={input_ids.shape[0]}]")
+    arbiter_seed = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()))
     t0 = time.perf_counter()
     with torch.inference_mode():
         eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
-                         int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace)
+                         int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace,
+                         rollout_ids, arbiter_seed)
         eng.run(input_ids)
         sequences = eng.sequences(input_ids)
     if verifier.device.type == "cuda":

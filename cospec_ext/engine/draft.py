@@ -32,7 +32,8 @@ class Draft:
     orig: torch.Tensor | None  # int64 [B, N]: index in the draft's expanded tree (None: identity)
     n_expanded: int  # nodes the draft expanded (its cache holds those above the deepest level)
     levels: int  # depth of the deepest level
-    stats: dict | None = None  # draft statistics at each node's parent, float32 [B, N] each
+    stats: dict | None = None  # draft statistics at each node's parent: float32 [B, N] each, and
+    #   d_parent_logits [B, N, V] (the draft's logits at the parent)
 
     def full(self, name: str) -> torch.Tensor:
         t = getattr(self, name)
@@ -100,6 +101,7 @@ class Drafter:
         node = {k: torch.zeros(B, n_all, device=root.device) for k in ("top", "ent", "margin")}
         logp_cand = torch.zeros(B, n_all, device=root.device)
         logits = root_logits[:, None]  # [B, 1, V]: level 0
+        seen = [logits]  # the draft's logits of every expanded level (for the KL feature)
         last = 0
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
@@ -120,12 +122,14 @@ class Drafter:
                 break
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                st.anc[None, lo:hi, :hi], d)
+            seen.append(logits)
         n = st.levels[last][1]
         stats = None
         if want_stats:
             p = st.parents[:n].clamp(min=0)
             stats = {"d_logp_cand": logp_cand[:, :n], "d_logp_top": node["top"][:, p],
-                     "d_entropy": node["ent"][:, p], "d_margin": node["margin"][:, p]}
+                     "d_entropy": node["ent"][:, p], "d_margin": node["margin"][:, p],
+                     "d_parent_logits": torch.cat(seen, dim=1)[:, p]}  # [B, n, V]
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 
@@ -143,6 +147,7 @@ class Drafter:
         anc = torch.zeros(B, E, E, dtype=torch.bool, device=dev)
         anc[:, 0, 0] = True
         logits, plo, last = root_logits[:, None], 0, 0
+        seen = [logits]
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
             ls = self._level_stats(logits)
@@ -164,6 +169,7 @@ class Drafter:
                 break
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                anc[:, lo:hi, :hi], d)
+            seen.append(logits)
         E = 1 + last * K
         budget = min(self.spec.budget or depth * K, E - 1)
         stats = None
@@ -171,6 +177,8 @@ class Drafter:
             p = parents[:, :E].clamp(min=0)
             stats = {"d_logp_cand": logp_cand[:, :E], "d_logp_top": node["top"].gather(1, p),
                      "d_entropy": node["ent"].gather(1, p), "d_margin": node["margin"].gather(1, p)}
+            lg = torch.cat(seen, dim=1)  # [B, n_processed, V]
+            stats["d_parent_logits"] = lg.gather(1, p[..., None].expand(B, E, lg.shape[-1]))  # [B, E, V]
         if budget == E - 1:
             return Draft(cand[:, :E], parents[:, :E], dep[None, :E], anc[:, :E, :E], rank[:, :E], None, E, last,
                          stats)
@@ -186,7 +194,8 @@ class Drafter:
         anc_sel = anc.gather(1, sel[..., None].expand(B, budget + 1, anc.shape[2]))
         anc_sel = anc_sel.gather(2, sel[:, None, :].expand(B, budget + 1, budget + 1))
         if stats is not None:
-            stats = {k: v.gather(1, sel) for k, v in stats.items()}
+            stats = {k: v.gather(1, sel if v.dim() == 2 else sel[..., None].expand(B, budget + 1, v.shape[-1]))
+                     for k, v in stats.items()}
         return Draft(cand.gather(1, sel), new_par, dep[sel], anc_sel, rank.gather(1, sel), sel, E, last, stats)
 
     # -- after verification -----------------------------------------------------------------

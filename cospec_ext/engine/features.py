@@ -7,6 +7,7 @@ one float32 row of FEATURE_NAMES:
     t_entropy     entropy of p_target(. | p), nats  d_entropy     entropy of p_draft(. | p)
     t_margin      top-1 minus top-2 target logit    d_margin      top-1 minus top-2 draft logit
     t_rank        log(1 + #tokens the target ranks above cand_i at p)
+    kl_dt         KL(p_draft(. | p) || p_target(. | p)), nats
     depth         depth of i in the tree (1 = child of the root)
     sibling_rank  i's rank among p's children (0 = the draft's first choice)
     position      tokens generated before this round + depth (place in the answer)
@@ -24,7 +25,7 @@ from ..ops import LogitStats
 
 FEATURE_NAMES: tuple[str, ...] = (
     "t_logp_cand", "t_logp_top", "t_entropy", "t_margin", "t_rank",
-    "d_logp_cand", "d_logp_top", "d_entropy", "d_margin",
+    "d_logp_cand", "d_logp_top", "d_entropy", "d_margin", "kl_dt",
     "depth", "sibling_rank", "position",
 )
 
@@ -65,7 +66,8 @@ def node_features(ls: LogitStats, target_logits: torch.Tensor, candidates: torch
 
     ls: logit_stats over target_logits [B, N, V] with (candidates, parents) int64 [B, N];
     depth, rank: int64 [B or 1, N]; draft_stats: float32 [B, N] tensors d_logp_cand,
-    d_logp_top, d_entropy, d_margin (at each node's parent); n_generated: int64 [B].
+    d_logp_top, d_entropy, d_margin (at each node's parent) and the draft's parent logits
+    d_parent_logits [B, N, V]; n_generated: int64 [B].
     """
     B, N, V = target_logits.shape
     p = parents.expand(B, N).clamp(min=0)  # [B, N]
@@ -74,10 +76,13 @@ def node_features(ls: LogitStats, target_logits: torch.Tensor, candidates: torch
     par_logits = target_logits.gather(1, p[..., None].expand(B, N, V))  # [B, N, V] rows of the parents
     cand_logit = par_logits.gather(2, candidates[..., None])  # [B, N, 1]
     above = (par_logits > cand_logit).sum(-1)  # [B, N]
+    d_logp = torch.log_softmax(draft_stats["d_parent_logits"].float(), -1)  # [B, N, V]
+    t_logp = torch.log_softmax(par_logits.float(), -1)
+    kl = (d_logp.exp() * (d_logp - t_logp)).sum(-1).clamp(min=0)  # [B, N]
     dep = depth.expand(B, N).float()
     cols = [ls.cand_logprob, top, ent, margin.clamp(max=1e4), torch.log1p(above.float()),
             draft_stats["d_logp_cand"], draft_stats["d_logp_top"], draft_stats["d_entropy"],
-            draft_stats["d_margin"].clamp(max=1e4), dep, rank.expand(B, N).float(),
+            draft_stats["d_margin"].clamp(max=1e4), kl, dep, rank.expand(B, N).float(),
             n_generated[:, None].float() + dep]
     return torch.stack([c.float() for c in cols], dim=-1)
 

@@ -29,13 +29,18 @@ class SpecEngine:
     def __init__(self, verifier: ModelAdapter, drafter: ModelAdapter | None, input_ids: torch.Tensor,
                  pad: torch.Tensor, spec: TreeSpec, max_new_tokens: int, temperature: float, eos_ids: list[int],
                  pad_token_id: int, arbiter=None, arbiter_cols=None, threshold: float = 0.5,
-                 sample_arbiter: bool = False, generator: torch.Generator | None = None, trace: list | None = None):
+                 sample_arbiter: bool = False, generator: torch.Generator | None = None, trace: list | None = None,
+                 rollout_ids: torch.Tensor | None = None, arbiter_seed: int = 0):
         B, P = input_ids.shape
         dev = input_ids.device
         self.B0, self.P, self.dev = B, P, dev
         self.spec, self.max_new, self.T = spec, max_new_tokens, float(temperature)
         self.arbiter, self.arbiter_cols, self.threshold = arbiter, arbiter_cols, threshold
         self.sample_arbiter, self.gen, self.trace = sample_arbiter, generator, trace
+        # sample_arbiter draws are keyed by (seed, rollout id, position, node), so a row's
+        # decisions do not depend on the batch it was decoded in (data-parallel RL)
+        self.arbiter_seed = arbiter_seed
+        self.rollout_ids = (torch.arange(B) if rollout_ids is None else rollout_ids.cpu().long()).to(dev)
         depth = spec.depth if drafter is not None else 0
         S = P + max_new_tokens + spec.max_expanded + 2
         self.seq = torch.zeros(B, S, dtype=torch.int64, device=dev)  # [B, S]
@@ -126,7 +131,8 @@ class SpecEngine:
             p = self.arbiter.predict_proba(x).reshape(B, N - 1).float()
             probs = torch.cat([torch.zeros(B, 1, device=self.dev), p], dim=1)  # [B, N]
             if self.sample_arbiter:
-                accept = torch.rand(B, N, generator=self.gen, device=self.dev) < probs
+                ids = self.rollout_ids[self.rows.to(self.dev)]
+                accept = hash_uniform(self.arbiter_seed, ids, self.n_gen, N) < probs
             else:
                 accept = probs >= self.threshold
             accept[:, 0] = False
@@ -209,3 +215,21 @@ def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, a
             "candidates": cpu(cand), "parents": cpu(parents), "path": cpu(v.path), "accept_len": cpu(v.accept_len),
             "consulted": cpu(v.consulted), "arbiter_accepted": cpu(v.arbiter_accepted),
             "features": cpu(feats), "probs": cpu(probs), "decisions": cpu(accept)}
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    m = 0xFFFFFFFF
+    h = ((h >> 16) ^ h) * 0x45D9F3B & m
+    h = ((h >> 16) ^ h) * 0x45D9F3B & m
+    return (h >> 16) ^ h
+
+
+def hash_uniform(seed: int, row: torch.Tensor, position: torch.Tensor, n: int) -> torch.Tensor:
+    """Counter-based uniforms in [0, 1), float32 [B, n], a hash of (seed, row[b], position[b],
+    node j): the same key gives the same number whatever else is in the batch."""
+    m = 0xFFFFFFFF
+    h = torch.full((row.shape[0], 1), int(seed) & m, dtype=torch.int64, device=row.device)
+    node = torch.arange(n, device=row.device)[None, :]
+    for k in (row[:, None], position[:, None], node):
+        h = _mix32(((h * 1000003) ^ (k & m)) & m)
+    return (h >> 8).float() / float(1 << 24)

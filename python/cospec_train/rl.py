@@ -1,0 +1,267 @@
+"""RL training of the CoSpec arbiter (GRPO-style groups, PPO-clipped policy gradient).
+
+Each update:
+  1. rollouts: U prompts x G samples, decoded with
+     decode(mode="cospec", sample_arbiter=True, return_trace=True); the arbiter's
+     decisions at consulted mismatches are Bernoulli draws a ~ Bern(p_theta(x));
+  2. reward per rollout: R = 1[final answer correct] + speed_coef * (tokens per target
+     verification round of that rollout) (speed_coef = 0 by default);
+  3. advantage A = (R - mean_group(R)) / (std_group(R) + 1e-6) within each prompt's G
+     rollouts; every consulted decision of a rollout carries its rollout's A (decisions
+     never consulted carry nothing);
+  4. `epochs` full-batch steps of the PPO loss recomputed from the stored features and
+     actions:  L = -mean_d[min(r_d A_d, clip(r_d, 1-eps, 1+eps) A_d)] - beta * mean_d H(p_d),
+     r_d = pi_theta(a_d | x_d) / pi_old(a_d | x_d).
+The arbiter starts as a constant policy (output weights 0, p = init_p), so its feature
+normalisation can be set from the first update's rollouts without changing the policy.
+
+Data-parallel: under torchrun each rank decodes its share of the prompts; decisions are
+keyed by rollout id (see decode's rollout_ids), gradients are all-reduced by
+DistributedDataParallel and the loss is normalised by the global decision count, so the
+run matches the single-process one up to float summation order.
+
+Checkpoints (every `ckpt_every` updates, atomic): the arbiter (safetensors + JSON), the
+AdamW state (safetensors + JSON) and the update counter; a killed run resumes from the
+last one (the JSONL log is cut back to it). Rollouts are seeded by (seed, update), so a
+resumed run is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+import cospec_ext
+from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import FEATURE_NAMES
+
+from .tasks import DEFAULT_DRAFT, DEFAULT_TARGET, make_task
+
+
+@dataclass
+class RLConfig:
+    task: str = "arith"
+    data: str | None = None  # GSM8K JSONL for task="gsm8k"
+    target: str = str(DEFAULT_TARGET)
+    draft: str = str(DEFAULT_DRAFT)
+    out: str = "runs/arbiter"
+    updates: int = 120
+    prompts: int = 16  # prompts per update (all ranks together)
+    group: int = 4  # rollouts per prompt (G)
+    epochs: int = 4  # PPO steps per update
+    lr: float = 3e-3
+    clip: float = 0.2
+    entropy_coef: float = 0.01
+    speed_coef: float = 0.0
+    init_p: float = 0.2
+    hidden: tuple = (32, 16)
+    features: tuple = FEATURE_NAMES
+    tree: str = "chain:4;fixed"
+    max_new_tokens: int = 64
+    ckpt_every: int = 10
+    seed: int = 0
+    threads: int = 0  # torch threads per process (0: leave torch's default)
+    extra: dict = field(default_factory=dict)
+
+
+def _world():
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _allreduce(t: torch.Tensor) -> torch.Tensor:
+    if _world()[1] > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def load_models(cfg: RLConfig):
+    from transformers import AutoModelForCausalLM
+
+    load = lambda d: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32).eval()  # noqa
+    return load(cfg.target), load(cfg.draft)
+
+
+def init_arbiter(cfg: RLConfig) -> Arbiter:
+    torch.manual_seed(cfg.seed)
+    arb = Arbiter(cfg.features, hidden=cfg.hidden)
+    with torch.no_grad():
+        arb.out.weight.zero_()
+        arb.out.bias.fill_(math.log(cfg.init_p / (1 - cfg.init_p)))
+    return arb
+
+
+def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
+    """This rank's rollouts of one update -> (feats [D, F], actions [D], old_logp [D],
+    advantage [D], metrics dict of global sums)."""
+    rank, world = _world()
+    probs = task.problems(cfg.prompts, seed=cfg.seed * 100003 + update, split="train")
+    mine = list(range(rank, cfg.prompts, world))
+    G = cfg.group
+    qs = [probs[i]["question"] for i in mine for _ in range(G)]
+    ids, mask = task.encode(qs)
+    rid = torch.tensor([i * G + g for i in mine for g in range(G)], dtype=torch.int64)
+    arb.eval()
+    out = cospec_ext.decode(target, draft, ids, mask, mode="cospec", arbiter=arb, sample_arbiter=True,
+                            tree=cfg.tree, max_new_tokens=cfg.max_new_tokens, eos_token_id=task.eos_id,
+                            pad_token_id=task.pad_id, seed=cfg.seed + 7919 * update, return_trace=True,
+                            rollout_ids=rid)
+    P = ids.shape[1]
+    n_rows = len(qs)
+    correct = torch.zeros(n_rows)
+    rounds = torch.zeros(n_rows)
+    for st in out.trace.steps:
+        rounds[st["rows"]] += 1
+    for b in range(n_rows):
+        gen = out.sequences[b, P:P + out.stats.new_tokens[b]].tolist()
+        correct[b] = float(task.is_correct(gen, probs[mine[b // G]]["final"]))
+    speed = torch.tensor(out.stats.new_tokens, dtype=torch.float32) / rounds.clamp(min=1)
+    reward = correct + cfg.speed_coef * speed
+    r = reward.view(-1, G)
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
+    cols = [FEATURE_NAMES.index(n) for n in arb.feature_names]
+    X, A, LP, ADV = [], [], [], []
+    for b in range(n_rows):
+        f, a, p = out.trace.decisions(b)
+        if f.shape[0] == 0:
+            continue
+        X.append(f[:, cols])
+        A.append(a.float())
+        p = p.clamp(1e-6, 1 - 1e-6)
+        LP.append(torch.where(a, p.log(), (1 - p).log()))
+        ADV.append(adv[b].expand(f.shape[0]))
+    F = len(cols)
+    cat = lambda xs, *s: torch.cat(xs) if xs else torch.zeros(0, *s)  # noqa: E731
+    m = torch.tensor([float(n_rows), float(correct.sum()), float(reward.sum()), float(out.stats.arbiter_consulted),
+                      float(out.stats.arbiter_accepted), float(sum(out.stats.new_tokens)), float(rounds.sum())])
+    return cat(X, F), cat(A), cat(LP), cat(ADV), _allreduce(m)
+
+
+def ppo_loss(model, X, A, old_lp, adv, n_global: float, cfg: RLConfig):
+    """Sum over this rank's decisions of the clipped surrogate and entropy, / the global count."""
+    world = _world()[1]
+    logit = model(X)  # [D]
+    lp = torch.where(A > 0.5, torch.nn.functional.logsigmoid(logit), torch.nn.functional.logsigmoid(-logit))
+    ratio = torch.exp(lp - old_lp)
+    surr = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    p = torch.sigmoid(logit)
+    ent = -(p * torch.log(p.clamp(min=1e-8)) + (1 - p) * torch.log((1 - p).clamp(min=1e-8)))
+    # DDP averages gradients over ranks: scale by world so the result is sum / n_global
+    return -(surr.sum() + cfg.entropy_coef * ent.sum()) * world / max(n_global, 1.0), ent.detach()
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+def save_checkpoint(path: str, arb: Arbiter, opt: torch.optim.Optimizer, update: int, cfg: RLConfig) -> None:
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    arb.save(os.path.join(tmp, "arbiter"))
+    tensors, meta = {}, {"update": update, "config": asdict(cfg), "param_groups": [], "state_keys": {}}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            tensors[f"{i}.{k}"] = v.detach().cpu().reshape(v.shape).contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    meta["param_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    save_file(tensors, os.path.join(tmp, "optimizer.safetensors"))
+    with open(os.path.join(tmp, "state.json"), "w") as f:
+        json.dump(meta, f, indent=1, default=str)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, arb: Arbiter, opt: torch.optim.Optimizer) -> int:
+    with open(os.path.join(path, "state.json")) as f:
+        meta = json.load(f)
+    arb.load_state_dict(Arbiter.load(os.path.join(path, "arbiter")).state_dict())
+    tensors = load_file(os.path.join(path, "optimizer.safetensors"))
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        opt.state[params[int(i)]][k] = v
+    for g, saved in zip(opt.param_groups, meta["param_groups"]):
+        g.update({k: v for k, v in saved.items() if k in ("lr", "betas", "eps", "weight_decay")})
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    return int(meta["update"])
+
+
+def _cut_log(log_path: str, upto: int) -> None:
+    if not os.path.exists(log_path):
+        return
+    with open(log_path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln).get("update", 0) <= upto]
+    with open(log_path, "w") as f:
+        f.writelines(lines)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
+    rank, world = _world()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    task = make_task(cfg.task, cfg.data, cfg.target)
+    target, draft = load_models(cfg)
+    arb = init_arbiter(cfg)
+    opt = torch.optim.AdamW(arb.parameters(), lr=cfg.lr, weight_decay=0.0)
+    os.makedirs(cfg.out, exist_ok=True)
+    ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "metrics.jsonl")
+    start = 0
+    if os.path.exists(os.path.join(ckpt, "state.json")):
+        start = load_checkpoint(ckpt, arb, opt)
+        if rank == 0:
+            _cut_log(log_path, start)
+    model = arb
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(arb)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.updates, initial=start, desc="arbiter RL", unit="upd")
+    for update in range(start, cfg.updates):
+        t0 = time.perf_counter()
+        X, A, LP, ADV, m = rollouts(cfg, task, target, draft, arb, update)
+        n_dec = _allreduce(torch.tensor([float(X.shape[0])]))
+        if update == 0:  # the policy is constant here, so normalising changes nothing
+            s = _allreduce(torch.stack([X.sum(0), (X * X).sum(0)]))
+            mean = s[0] / n_dec.clamp(min=1)
+            std = (s[1] / n_dec.clamp(min=1) - mean * mean).clamp(min=0).sqrt()
+            arb.mean.copy_(mean)
+            arb.std.copy_(std.clamp(min=1e-3))
+        arb.train()
+        losses, ents = [], []
+        for _ in range(cfg.epochs):
+            loss, ent = ppo_loss(model, X, A, LP, ADV, float(n_dec), cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            ents.append(float(ent.mean()) if ent.numel() else 0.0)
+        rows, correct, reward, consulted, accepted, toks, rounds = m.tolist()
+        rec = {"update": update + 1, "accuracy": correct / rows, "reward": reward / rows, "consulted": consulted,
+               "accept_rate": accepted / max(consulted, 1), "tokens_per_round": toks / max(rounds, 1),
+               "decisions": float(n_dec), "loss": sum(losses) / len(losses), "entropy": ents[-1],
+               "seconds": time.perf_counter() - t0}
+        if rank == 0:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(acc=f"{rec['accuracy']:.2f}", acc_rate=f"{rec['accept_rate']:.2f}")
+            if (update + 1) % cfg.ckpt_every == 0 or update + 1 == cfg.updates:
+                save_checkpoint(ckpt, arb, opt, update + 1, cfg)
+        if world > 1:
+            dist.barrier()
+    if bar is not None:
+        bar.close()
+    if rank == 0:
+        arb.save(os.path.join(cfg.out, "arbiter"))
+    return arb.eval()

@@ -21,9 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     from .cli_decode import add_parser as add_decode, run as run_decode
 
     add_decode(sub)
-    demo = sub.add_parser("demo", help="the embedded task: every method's accuracy and speed, and a plot")
-    demo.add_argument("--ops", action="store_true", help="only the kernel showcase (each op on example inputs)")
-    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("demo", add_help=False,
+                   help="the embedded task: every method's accuracy and speed, and a plot (--ops: the kernel showcase)")
     sub.add_parser("train", help="RL training of an arbiter (see `cospec train --help`)", add_help=False)
     task = sub.add_parser("task", help="the embedded task's tools: train-models")
     task.add_argument("action", choices=["train-models"])
@@ -37,17 +36,17 @@ def main(argv: list[str] | None = None) -> int:
         from cospec_train.train_models import main as models_main
 
         return models_main(argv[2:])
-    args = parser.parse_args(argv)
-    if args.cmd == "decode":
-        return run_decode(args)
-    if args.cmd == "demo":
-        if args.ops:
+    if argv[:1] == ["demo"]:
+        if "--ops" in argv:
             from .demo import main as ops_demo
 
             return ops_demo()
         from .task.demo import main as task_demo
 
-        return task_demo(args.rest)
+        return task_demo(argv[1:])
+    args = parser.parse_args(argv)
+    if args.cmd == "decode":
+        return run_decode(args)
     return 2
 
 

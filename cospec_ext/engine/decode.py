@@ -32,6 +32,7 @@ class DecodeStats:
     wall_time_s: float
     tokens_per_s: float
     draft_accept_rate: float | None = None
+    row_rounds: int = 0  # sum over verification rounds of the rows live in them
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -225,7 +226,7 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         mean_accept_len=eng.committed / eng.row_rounds if eng.row_rounds else 1.0,
         arbiter_consulted=eng.consulted, arbiter_accepted=eng.arbiter_accepted, wall_time_s=wall,
         tokens_per_s=sum(n_new) / wall if wall > 0 else float("inf"),
-        draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None)
+        draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None, row_rounds=eng.row_rounds)
     if mode == "draft":
         stats.target_forwards, stats.draft_forwards = 0, eng.target.forwards
     return DecodeOutput(sequences, stats, DecodeTrace(trace) if return_trace else None)

@@ -1,0 +1,129 @@
+"""Replaying both branches at draft/target mismatches: how much CoSpec could gain.
+
+Along the target's greedy answer to each problem, a mismatch is a position where the
+draft's greedy token (teacher-forced on the same prefix) differs from the target's. At
+each mismatch we replay the draft's branch: the prefix, the draft's token, then the
+target's greedy continuation, and check its final answer. From that:
+    disagreement rate   mismatches / target tokens
+    draft_better        mismatches whose draft branch is correct while the target's answer is wrong
+    target_better       mismatches whose draft branch is wrong while the target's answer is right
+    oracle              a problem is solved if the target's answer or any single-mismatch
+                        draft branch is correct (the best branch at a mismatch, one deviation)
+`decision_agreement` replays both branches at the mismatches a CoSpec run consulted and
+compares the arbiter's decisions with the oracle's (accept iff only the draft branch is
+correct; reject iff only the target branch is; indifferent when both agree).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..engine import decode
+
+
+def _left_pad(rows, pad_id):
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), pad_id, dtype=torch.int64)
+    mask = torch.zeros(len(rows), P, dtype=torch.int64)
+    for b, r in enumerate(rows):
+        ids[b, P - len(r):] = torch.tensor(r, dtype=torch.int64)
+        mask[b, P - len(r):] = 1
+    return ids, mask
+
+
+def greedy_continue(target, task, prefixes: list[list[int]], budgets: list[int], batch: int = 256) -> list[list[int]]:
+    """Target-greedy continuation of each token prefix, at most budgets[i] tokens, cut after EOS."""
+    outs: list[list[int]] = [[] for _ in prefixes]
+    order = [i for i in range(len(prefixes)) if budgets[i] > 0]
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        ids, mask = _left_pad([prefixes[i] for i in idx], task.pad_id)
+        out = decode(target, None, ids, mask, mode="target", max_new_tokens=max(budgets[i] for i in idx),
+                     eos_token_id=task.eos_id, pad_token_id=task.pad_id)
+        P = ids.shape[1]
+        for b, i in enumerate(idx):
+            outs[i] = out.sequences[b, P:P + min(out.stats.new_tokens[b], budgets[i])].tolist()
+    return outs
+
+
+@torch.no_grad()
+def _draft_argmax(draft, task, prompts: list[list[int]], gens: list[list[int]]) -> list[list[int]]:
+    """The draft's greedy token at every generated position, teacher-forced on prompt + gen."""
+    ids, mask = _left_pad([p + g for p, g in zip(prompts, gens)], task.pad_id)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    pred = draft(input_ids=ids, attention_mask=mask, position_ids=pos).logits.argmax(-1)  # [B, L]
+    L = ids.shape[1]
+    return [pred[b, L - len(g) - 1: L - 1].tolist() for b, g in enumerate(gens)]
+
+
+def target_path_analysis(target, draft, task, problems, max_new_tokens=64, batch=128) -> dict:
+    """Disagreement, draft-better / target-better mismatches and the oracle (module docstring)."""
+    prompts = [task.encode([p["question"]])[0][0].tolist() for p in problems]
+    gens = greedy_continue(target, task, prompts, [max_new_tokens] * len(problems), batch)
+    t_ok = [task.is_correct(g, p["final"]) for g, p in zip(gens, problems)]
+    d_pred = []
+    for s in range(0, len(problems), batch):
+        d_pred += _draft_argmax(draft, task, prompts[s:s + batch], gens[s:s + batch])
+    branches = []  # (problem, j, prefix tokens of the answer, budget)
+    for i, (g, d) in enumerate(zip(gens, d_pred)):
+        for j, (tt, dt) in enumerate(zip(g, d)):
+            if tt != dt:
+                branches.append((i, j, g[:j] + [dt], 0 if dt == task.eos_id else max_new_tokens - j - 1))
+    conts = greedy_continue(target, task, [prompts[i] + a for i, _, a, _ in branches], [b for *_, b in branches],
+                            batch=256)
+    b_ok = [task.is_correct(a + c, problems[i]["final"]) for (i, _, a, _), c in zip(branches, conts)]
+    oracle = list(t_ok)
+    draft_better = target_better = 0
+    for (i, *_), ok in zip(branches, b_ok):
+        draft_better += ok and not t_ok[i]
+        target_better += t_ok[i] and not ok
+        oracle[i] = oracle[i] or ok
+    n_tok = sum(len(g) for g in gens)
+    return {"problems": len(problems), "target_tokens": n_tok, "mismatches": len(branches),
+            "disagreement_rate": len(branches) / max(n_tok, 1), "draft_better": draft_better,
+            "target_better": target_better, "draft_better_rate": draft_better / max(len(branches), 1),
+            "target_better_rate": target_better / max(len(branches), 1), "target_correct": t_ok,
+            "oracle_correct": oracle}
+
+
+def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None = None) -> dict:
+    """Replays both branches at the mismatches a CoSpec run consulted (runs: the
+    (problems, input_ids, DecodeOutput with trace) batches of run_method(..., return_trace=True))."""
+    items = []  # (prompt, answer prefix, candidate, decision, final)
+    for chunk, ids, out in runs:
+        P = ids.shape[1]
+        gens = [out.sequences[b, P:P + out.stats.new_tokens[b]].tolist() for b in range(ids.shape[0])]
+        for st in out.trace.steps:
+            for b, row in enumerate(st["rows"]):
+                cons = st["consulted"][b].nonzero()[:, 0].tolist()
+                if not cons:
+                    continue
+                path = [int(x) for x in st["path"][b].tolist() if x >= 0]
+                pos = int(st["position"][b])
+                prompt = ids[row][ids[row] != task.pad_id].tolist() if task.pad_id != task.eos_id else \
+                    ids[row].tolist()
+                for i in cons:
+                    p = int(st["parents"][b, i])
+                    k = path.index(p)
+                    prefix = gens[row][:pos] + [int(st["candidates"][b, n]) for n in path[1:k + 1]]
+                    items.append((prompt, prefix, int(st["candidates"][b, i]), bool(st["decisions"][b, i]),
+                                  chunk[row]["final"]))
+    if limit is not None:
+        items = items[:limit]
+    pre_a = [pr + a + [c] for pr, a, c, _, _ in items]
+    pre_b = [pr + a for pr, a, _, _, _ in items]
+    bud_a = [0 if c == task.eos_id else max(max_new_tokens - len(a) - 1, 0) for _, a, c, _, _ in items]
+    bud_b = [max(max_new_tokens - len(a), 0) for _, a, _, _, _ in items]
+    ca, cb = greedy_continue(target, task, pre_a, bud_a), greedy_continue(target, task, pre_b, bud_b)
+    agree = decisive = agree_decisive = 0
+    for (pr, a, c, dec, final), xa, xb in zip(items, ca, cb):
+        ok_a, ok_b = task.is_correct(a + [c] + xa, final), task.is_correct(a + xb, final)
+        if ok_a != ok_b:
+            decisive += 1
+            agree_decisive += dec == ok_a
+            agree += dec == ok_a
+        else:
+            agree += 1
+    n = len(items)
+    return {"consulted": n, "decisive": decisive, "agreement": agree / max(n, 1),
+            "agreement_decisive": agree_decisive / max(decisive, 1)}

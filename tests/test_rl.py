@@ -91,3 +91,18 @@ def test_ddp_two_processes_match_single_process(model_dirs, tmp_path):
     for k in w0:
         torch.testing.assert_close(w0[k], single[k], rtol=1e-4, atol=1e-5, msg=f"DDP vs single process: {k}")
     assert [r["accuracy"] for r in _log(tmp_path / "ddp")] == [r["accuracy"] for r in _log(tmp_path / "single")]
+
+
+def test_gsm8k_task_trains_from_a_jsonl_file(model_dirs, tmp_path):
+    recs = [{"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "3+4=7\n#### 7"},
+            {"question": "A box holds 1,200 pens; 200 are sold. How many remain?", "answer": "#### 1,000"},
+            {"question": "What is 6 times 7?", "answer": "6*7=42 #### 42"}]
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    arb = train(_cfg(model_dirs, tmp_path / "g", task="gsm8k", data=str(data), updates=1, prompts=2), progress=False)
+    assert (tmp_path / "g" / "arbiter" / "arbiter.json").exists() and arb.in_features == 13
+    from cospec_train.tasks import make_task
+
+    task = make_task("gsm8k", str(data), str(model_dirs / "target"))
+    ids = task.tok("#### 1000", add_special_tokens=False).input_ids
+    assert task.is_correct(ids, "1,000") and not task.is_correct(ids, "100")

@@ -1,0 +1,71 @@
+"""`cospec demo` end to end on tiny random models (the shipped ones are exercised by
+`make demo`), the baselines' rules, and the statistics helpers."""
+
+import json
+import math
+
+import pytest
+import torch
+import transformers
+
+from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import FEATURE_NAMES
+from cospec_ext.task.demo import main as demo_main
+from cospec_ext.task.evaluate import paired_diff, wilson
+from cospec_ext.task.heuristics import AlwaysAccept, KLJudge, TargetUncertain, TypicalAcceptance
+from cospec_ext.task.tokenizer import VOCAB_SIZE, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_assets")
+    tok = build_tokenizer()
+    for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
+        torch.manual_seed(seed)
+        cfg = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                       max_position_embeddings=128, initializer_range=0.3, eos_token_id=2,
+                                       pad_token_id=0, bos_token_id=1)
+        transformers.LlamaForCausalLM(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    torch.manual_seed(2)
+    Arbiter(hidden=(8,)).save(root / "arbiter")
+    return root
+
+
+def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    rc = demo_main(["--seed", "3", "--n", "12", "--val-n", "6", "--max-new-tokens", "20", "--json", str(out),
+                    "--plot", str(tmp_path / "p.png"), "--target", str(assets / "target"),
+                    "--draft", str(assets / "draft"), "--arbiter", str(assets / "arbiter")])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    for m in ("target", "draft", "spd", "cospec", "oracle"):
+        r = res["methods"][m]
+        assert r["n"] == 12 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+    assert res["methods"]["target"]["speedup"] == pytest.approx(1.0)
+    assert res["methods"]["spd"]["mean_accept_len"] >= 1.0
+    assert set(res["cospec_minus_target"]) >= {"diff", "ci_low", "ci_high"}
+    assert len(res["threshold_sweep"]) == 5
+    assert res["methods"]["oracle"]["accuracy"] >= res["methods"]["target"]["accuracy"]
+    assert "method" in capsys.readouterr().out
+
+
+def test_baseline_rules():
+    x = torch.tensor([[math.log(0.2), 2.0], [math.log(0.9), 0.1]])
+    assert AlwaysAccept().predict_proba(x).tolist() == [1.0, 1.0]
+    assert TargetUncertain(0.5).predict_proba(x[:, :1]).tolist() == [1.0, 0.0]
+    # typical: accept when p > min(eps, delta * exp(-H))
+    assert TypicalAcceptance(0.3, 0.09).predict_proba(x).tolist() == [1.0, 1.0]
+    # row 0: 0.2 > min(0.95, exp(-2) = 0.135); row 1: 0.9 < min(0.95, exp(-0.1) = 0.905)
+    assert TypicalAcceptance(0.95, 1.0).predict_proba(x).tolist() == [1.0, 0.0]
+    assert KLJudge(0.5).predict_proba(torch.tensor([[0.1], [0.7]])).tolist() == [1.0, 0.0]
+    for h in (AlwaysAccept(), TargetUncertain(0.5), TypicalAcceptance(), KLJudge(1.0)):
+        assert set(h.feature_names) <= set(FEATURE_NAMES)
+
+
+def test_intervals():
+    lo, hi = wilson(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    d = paired_diff([True, True, False, True], [False, True, False, False])
+    assert d["diff"] == pytest.approx(0.5) and d["ci_low"] < 0.5 < d["ci_high"]

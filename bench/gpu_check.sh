@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the cospec CUDA kernels, on a machine with an NVIDIA GPU, from a fresh clone:
 # build (editable, against the installed torch), run bench/gpu_check.py (correctness +
-# timing table), then compute-sanitizer memcheck and racecheck on the tiny cases.
+# timing table), then compute-sanitizer memcheck and racecheck on the tiny cases, then an
+# end-to-end decode run (bench/gpu_decode.py: spd == generate on the device; tokens/s).
 #   bash bench/gpu_check.sh            # PYTHON=... to pick the interpreter (default: .venv, python3)
 # Knobs: TORCH_CUDA_ARCH_LIST (default: the GPU's own arch), MAX_JOBS, SKIP_BUILD=1.
 set -euo pipefail
@@ -58,5 +59,7 @@ if [[ -n "$SAN" ]]; then
 else
   echo "== compute-sanitizer not found: skipped memcheck / racecheck"
 fi
+echo "== end-to-end decode (bench/gpu_decode.py: spd == generate on the GPU, tokens/s table)"
+"$PYTHON" bench/gpu_decode.py || status=1
 echo "== gpu_check.sh: $([[ $status -eq 0 ]] && echo OK || echo FAILED)"
 exit "$status"

@@ -1,7 +1,9 @@
 # One-command entry points; each works on a fresh clone with no manual step.
 #   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest
 #   make bench   microbenchmarks (pytest-benchmark) and a summary table
-#   make demo    the showcase (`cospec demo`)
+#   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
+#   make arbiter retrain the shipped arbiter from scratch (`cospec train`, ~2 min on 2 cores)
+#   make models  retrain the shipped target and draft models (`cospec task train-models`, ~12 min)
 # Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY;
 # for bench: COSPEC_BENCH_QUICK=1 (smallest shapes), COSPEC_BENCH_TIME (s per benchmark),
 # COSPEC_BENCH_THREADS.
@@ -12,7 +14,7 @@ VPY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 export MAX_JOBS ?= 2
 
-.PHONY: setup build test pytest ctest bench demo clean
+.PHONY: setup build test pytest ctest bench demo arbiter models clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +45,13 @@ bench: build
 	$(VPY) bench/summary.py --markdown -o bench/out/RESULTS.md bench/out/bench.json
 
 demo: build
-	$(VPY) -m cospec_ext.cli demo
+	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png
+
+arbiter: build
+	$(VPY) -m cospec_ext.cli train --out runs/arbiter --export cospec_ext/assets/arbiter
+
+models: build
+	$(VPY) -m cospec_ext.cli task train-models
 
 clean:
-	rm -rf build build-cmake *.egg-info cospec_ext/*.so bench/out
+	rm -rf build build-cmake *.egg-info cospec_ext/*.so bench/out demo_out

@@ -1,6 +1,9 @@
 """`cospec_ext.Arbiter`: the learned policy consulted at draft/target mismatches.
 
     z = (x - mean) / std                       x float32 [M, F] (columns `feature_names`)
+    [z = concat(z, P hs)]                      optional: hs [M, H_t + H_d], the target's and the
+                                               draft's last hidden states at the node's parent,
+                                               projected to `proj_dim` (a library matmul)
     h = act(z W1^T + b1) [-> act(h W2^T + b2)]
     logit = h . w_out + b_out;  p = sigmoid(logit)  = P(accepting the draft's token leads
                                                       to a correct final answer)
@@ -28,7 +31,8 @@ FORMAT_VERSION = 1
 
 class Arbiter(torch.nn.Module):
     def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES, hidden: Sequence[int] = (32, 16),
-                 activation: str = "gelu", mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
+                 activation: str = "gelu", mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                 hidden_sizes: Sequence[int] | None = None, proj_dim: int = 8):
         super().__init__()
         names = tuple(feature_names)
         bad = [n for n in names if n not in FEATURE_NAMES]
@@ -43,30 +47,50 @@ class Arbiter(torch.nn.Module):
         F_ = self.in_features
         self.register_buffer("mean", torch.zeros(F_) if mean is None else torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.ones(F_) if std is None else torch.as_tensor(std, dtype=torch.float32))
-        widths = [F_, *self.hidden]
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes) if hidden_sizes else None
+        self.proj_dim = int(proj_dim) if self.hidden_sizes else 0
+        if self.hidden_sizes:
+            if len(self.hidden_sizes) != 2 or min(self.hidden_sizes) < 1 or not 1 <= self.proj_dim <= 256:
+                raise ValueError(f"`hidden_sizes` must be (target width, draft width) and 1 <= proj_dim <= 256, got "
+                                 f"{hidden_sizes}, {proj_dim}")
+            self.proj = torch.nn.Linear(sum(self.hidden_sizes), self.proj_dim)
+        widths = [F_ + self.proj_dim, *self.hidden]
         self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.out = torch.nn.Linear(widths[-1], 1)
 
     def _act(self, x):
         return F.gelu(x) if self.activation == "gelu" else F.relu(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x float32 [M, F] -> logits float32 [M] (differentiable)."""
-        h = (x.float() - self.mean) / self.std
+    def _inputs(self, x: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        z = (x.float() - self.mean) / self.std
+        if self.hidden_sizes:
+            if hidden is None or hidden.dim() != 2 or hidden.shape != (x.shape[0], sum(self.hidden_sizes)):
+                raise ValueError(f"this arbiter needs `hidden` [M, {sum(self.hidden_sizes)}] beside its features, got "
+                                 f"{None if hidden is None else list(hidden.shape)}")
+            z = torch.cat([z, self.proj(hidden.float())], dim=-1)
+        return z
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """x float32 [M, F] (+ hidden [M, H_t + H_d]) -> logits float32 [M] (differentiable)."""
+        h = self._inputs(x, hidden)
         for layer in self.layers:
             h = self._act(layer(h))
         return self.out(h)[:, 0]
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """x float32 [M, F] -> P(accept) float32 [M] through the fused arbiter_score kernel."""
+    def predict_proba(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """x float32 [M, F] (+ hidden [M, H_t + H_d]) -> P(accept) float32 [M]; the MLP runs in
+        the fused arbiter_score kernel."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"arbiter features must be [M, {self.in_features}], got {list(x.shape)}")
         if x.shape[0] == 0:
             return torch.zeros(0, device=x.device)
         l1 = self.layers[0]
-        w1 = (l1.weight / self.std).float().contiguous()  # fold (x - mean) / std into layer 1
-        b1 = (l1.bias - w1 @ self.mean).float()
+        if self.hidden_sizes:  # the projection is a library matmul; the MLP is fused
+            x, w1, b1 = self._inputs(x, hidden).contiguous(), l1.weight.float().contiguous(), l1.bias.float()
+        else:
+            w1 = (l1.weight / self.std).float().contiguous()  # fold (x - mean) / std into layer 1
+            b1 = (l1.bias - w1 @ self.mean).float()
         w2 = b2 = None
         if len(self.layers) == 2:
             w2, b2 = self.layers[1].weight.float(), self.layers[1].bias.float()
@@ -81,7 +105,8 @@ class Arbiter(torch.nn.Module):
 
     def config(self) -> dict:
         return {"format": "cospec-arbiter", "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
-                "hidden": list(self.hidden), "activation": self.activation}
+                "hidden": list(self.hidden), "activation": self.activation,
+                "hidden_sizes": list(self.hidden_sizes) if self.hidden_sizes else None, "proj_dim": self.proj_dim}
 
     def save(self, path: str | os.PathLike) -> str:
         """Writes <dir>/arbiter.json + <dir>/arbiter.safetensors (path: a directory); returns the dir."""
@@ -107,6 +132,7 @@ class Arbiter(torch.nn.Module):
         if cfg.get("format") != "cospec-arbiter" or int(cfg.get("version", -1)) > FORMAT_VERSION:
             raise ValueError(f"{cfg_path}: not a cospec arbiter of format version <= {FORMAT_VERSION}: "
                              f"{cfg.get('format')!r} v{cfg.get('version')}")
-        arb = cls(cfg["feature_names"], cfg["hidden"], cfg["activation"])
+        arb = cls(cfg["feature_names"], cfg["hidden"], cfg["activation"], hidden_sizes=cfg.get("hidden_sizes"),
+                  proj_dim=cfg.get("proj_dim") or 8)
         arb.load_state_dict(load_file(w_path))
         return arb.to(device).eval()

@@ -57,3 +57,28 @@ def test_decode_with_saved_arbiter_path(tmp_path):
     a = cospec_ext.decode(target, draft, ids, mask, arbiter=str(tmp_path / "a"), **kw)
     b = cospec_ext.decode(target, draft, ids, mask, arbiter=arb, **kw)
     assert torch.equal(a.sequences, b.sequences) and a.stats.arbiter_consulted > 0
+
+
+def test_hidden_state_arbiter(tmp_path):
+    """An arbiter that also reads both models' last hidden states (projected, then the fused MLP)."""
+    target, draft = tiny("llama", 2, seed=63, hidden=32), tiny("llama", 1, seed=64, hidden=16)
+    torch.manual_seed(3)
+    arb = Arbiter(hidden=(8,), hidden_sizes=(32, 16), proj_dim=4)
+    with torch.no_grad():
+        arb.out.weight.normal_()
+    x, h = torch.randn(9, len(FEATURE_NAMES)), torch.randn(9, 48)
+    torch.testing.assert_close(arb.predict_proba(x, hidden=h), torch.sigmoid(arb(x, h)), atol=2e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="needs `hidden`"):
+        arb.predict_proba(x)
+    arb.save(tmp_path / "h")
+    back = Arbiter.load(tmp_path / "h")
+    torch.testing.assert_close(back.predict_proba(x, hidden=h), arb.predict_proba(x, hidden=h))
+    ids, mask = prompts(3, 2)
+    kw = dict(mode="cospec", tree="chain:3;fixed", max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD,
+              return_trace=True)
+    out = cospec_ext.decode(target, draft, ids, mask, arbiter=back, **kw)
+    f, a, p, hid = out.trace.decisions(0, with_hidden=True)
+    assert out.stats.arbiter_consulted > 0 and hid.shape == (f.shape[0], 48)
+    torch.testing.assert_close(p, back.predict_proba(f, hidden=hid))  # the trace reproduces the decisions
+    with pytest.raises(ValueError, match="hidden states of widths"):
+        cospec_ext.decode(target, tiny("llama", 1, seed=65, hidden=32), ids, mask, arbiter=back, **kw)

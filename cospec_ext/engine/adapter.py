@@ -41,7 +41,9 @@ class ModelAdapter(Protocol):
         """input_ids, position_ids: int64 [B, n]; attention_mask: bool [B, 1, n, kv.s_used]
         (True = attend); for every layer l call `kv.update(l, k, v)` with k, v [B, H, n, D]
         and attend over what it returns. Returns logits [B, n, V] (the last
-        `logits_to_keep` positions when > 0)."""
+        `logits_to_keep` positions when > 0). Optional, for arbiters that read hidden
+        states: a `hidden_size` attribute and a `return_hidden=True` keyword returning
+        (logits, last hidden state [B, n, hidden_size])."""
         ...
 
 
@@ -125,6 +127,7 @@ class HFAdapter:
         p = next(model.parameters())
         self.dtype, self.device = p.dtype, p.device
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
+        self.hidden_size = int(cfg.hidden_size)
         self.num_params = sum(q.numel() for q in model.parameters())
         params = inspect.signature(model.forward).parameters
         # transformers renamed `past_key_values` to `cache` in later 5.x releases.
@@ -134,7 +137,8 @@ class HFAdapter:
         self._keep_kw = "logits_to_keep" in params
         self._eager = getattr(cfg, "_attn_implementation", "sdpa") == "eager"
 
-    def forward(self, input_ids, position_ids, attention_mask, kv: KVView, logits_to_keep: int = 0):
+    def forward(self, input_ids, position_ids, attention_mask, kv: KVView, logits_to_keep: int = 0,
+                return_hidden: bool = False):
         mask = attention_mask
         if self._eager:  # eager attention adds the mask to the scores
             mask = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill_(
@@ -142,11 +146,15 @@ class HFAdapter:
         kwargs = {self._cache_kw: SlotCache(kv, kv.s_used - input_ids.shape[1])}
         if self._keep_kw:
             kwargs["logits_to_keep"] = logits_to_keep
+        if return_hidden:
+            kwargs["output_hidden_states"] = True
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
                          **kwargs)
         logits = out.logits if hasattr(out, "logits") else out[0]
         if logits_to_keep and logits.shape[1] != logits_to_keep:
             logits = logits[:, -logits_to_keep:]
+        if return_hidden:
+            return logits, out.hidden_states[-1]
         return logits
 
 

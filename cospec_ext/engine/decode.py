@@ -56,10 +56,11 @@ class DecodeTrace:
     steps: list = field(default_factory=list)
     feature_names: tuple = FEATURE_NAMES
 
-    def decisions(self, row: int):
+    def decisions(self, row: int, with_hidden: bool = False):
         """The arbiter's consulted decisions for original row `row`, in order:
-        (features float32 [K, F], actions bool [K], probs float32 [K])."""
-        feats, acts, probs = [], [], []
+        (features float32 [K, F], actions bool [K], probs float32 [K]) and, with_hidden, the
+        models' hidden states at the parents, float32 [K, H_t + H_d] (arbiters that read them)."""
+        feats, acts, probs, hid = [], [], [], []
         for st in self.steps:
             if st["features"] is None or row not in st["rows"]:
                 continue
@@ -68,10 +69,14 @@ class DecodeTrace:
             feats.append(st["features"][b][m])
             acts.append(st["decisions"][b][m])
             probs.append(st["probs"][b][m])
+            if with_hidden:
+                hid.append(st["hidden"][b][m])
         F = len(self.feature_names)
         if not feats:
-            return torch.zeros(0, F), torch.zeros(0, dtype=torch.bool), torch.zeros(0)
-        return torch.cat(feats), torch.cat(acts), torch.cat(probs)
+            out = torch.zeros(0, F), torch.zeros(0, dtype=torch.bool), torch.zeros(0)
+            return (*out, None) if with_hidden else out
+        out = torch.cat(feats), torch.cat(acts), torch.cat(probs)
+        return (*out, torch.cat(hid)) if with_hidden else out
 
 
 @dataclass
@@ -182,6 +187,12 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
             raise ValueError(f"draft and target are on different devices: {tgt.device} vs {drf.device}")
         if tgt.dtype != drf.dtype:
             raise ValueError(f"draft and target have different dtypes: {tgt.dtype} vs {drf.dtype}")
+    hs = getattr(arbiter, "hidden_sizes", None) if mode == "cospec" else None
+    if hs is not None:
+        got = (getattr(tgt, "hidden_size", None), getattr(drf, "hidden_size", None))
+        if tuple(hs) != got:
+            raise ValueError(f"`arbiter` reads hidden states of widths (target, draft) = {tuple(hs)} but the models "
+                             f"have {got}")
     verifier = drf if mode == "draft" else tgt
     drafter = drf if mode in ("spd", "cospec") else None
     if drafter is None:

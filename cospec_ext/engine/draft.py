@@ -50,6 +50,7 @@ class Drafter:
         self.log_conf = math.log(spec.min_confidence) if spec.min_confidence > 0 else None
         self.root_slot: torch.Tensor | None = None  # [B] draft slot of this round's root
         self.root_slot_host: torch.Tensor | None = None  # its CPU copy
+        self.root_hidden: torch.Tensor | None = None  # [B, H] draft hidden state at the root
 
     # -- catch-up -----------------------------------------------------------------------
     def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: torch.Tensor, total: torch.Tensor,
@@ -59,7 +60,7 @@ class Drafter:
         Afterwards the draft cache holds total[b] tokens."""
         B = seq.shape[0]
         width = self.runner.node_ids.shape[0]
-        root_logits = None
+        root_logits = root_hidden = None
         while True:
             P = min(int((total_host - dlen_host).max()), width)
             ar = self.runner.node_ids[:P]
@@ -70,12 +71,17 @@ class Drafter:
             here = logits.gather(1, last[:, None, None].expand(B, 1, logits.shape[-1]))[:, 0]  # [B, V]
             done = (total - dlen) <= P  # rows whose root was in this chunk
             root_logits = here if root_logits is None else torch.where(done[:, None], here, root_logits)
+            if self.runner.want_hidden:
+                h = self.runner.last_hidden
+                here_h = h.gather(1, last[:, None, None].expand(B, 1, h.shape[-1]))[:, 0]  # [B, H]
+                root_hidden = here_h if root_hidden is None else torch.where(done[:, None], here_h, root_hidden)
             dlen = torch.minimum(dlen + P, total)
             dlen_host = torch.minimum(dlen_host + P, total_host)
             if torch.equal(dlen_host, total_host):
                 break
         self.root_slot = total - 1
         self.root_slot_host = total_host - 1
+        self.root_hidden = root_hidden
         return root_logits
 
     # -- tree expansion -----------------------------------------------------------------
@@ -102,6 +108,7 @@ class Drafter:
         logp_cand = torch.zeros(B, n_all, device=root.device)
         logits = root_logits[:, None]  # [B, 1, V]: level 0
         seen = [logits]  # the draft's logits of every expanded level (for the KL feature)
+        seen_h = [self.root_hidden[:, None]] if self.runner.want_hidden else None
         last = 0
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
@@ -123,6 +130,8 @@ class Drafter:
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                st.anc[None, lo:hi, :hi], d)
             seen.append(logits)
+            if seen_h is not None:
+                seen_h.append(self.runner.last_hidden)
         n = st.levels[last][1]
         stats = None
         if want_stats:
@@ -130,6 +139,8 @@ class Drafter:
             stats = {"d_logp_cand": logp_cand[:, :n], "d_logp_top": node["top"][:, p],
                      "d_entropy": node["ent"][:, p], "d_margin": node["margin"][:, p],
                      "d_parent_logits": torch.cat(seen, dim=1)[:, p]}  # [B, n, V]
+            if seen_h is not None:
+                stats["d_parent_hidden"] = torch.cat(seen_h, dim=1)[:, p]  # [B, n, H_draft]
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 
@@ -148,6 +159,7 @@ class Drafter:
         anc[:, 0, 0] = True
         logits, plo, last = root_logits[:, None], 0, 0
         seen = [logits]
+        seen_h = [self.root_hidden[:, None]] if self.runner.want_hidden else None
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
             ls = self._level_stats(logits)
@@ -170,6 +182,8 @@ class Drafter:
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                anc[:, lo:hi, :hi], d)
             seen.append(logits)
+            if seen_h is not None:
+                seen_h.append(self.runner.last_hidden)
         E = 1 + last * K
         budget = min(self.spec.budget or depth * K, E - 1)
         stats = None
@@ -179,6 +193,9 @@ class Drafter:
                      "d_entropy": node["ent"].gather(1, p), "d_margin": node["margin"].gather(1, p)}
             lg = torch.cat(seen, dim=1)  # [B, n_processed, V]
             stats["d_parent_logits"] = lg.gather(1, p[..., None].expand(B, E, lg.shape[-1]))  # [B, E, V]
+            if seen_h is not None:
+                hs = torch.cat(seen_h, dim=1)  # [B, n_processed, H_draft]
+                stats["d_parent_hidden"] = hs.gather(1, p[..., None].expand(B, E, hs.shape[-1]))
         if budget == E - 1:
             return Draft(cand[:, :E], parents[:, :E], dep[None, :E], anc[:, :E, :E], rank[:, :E], None, E, last,
                          stats)

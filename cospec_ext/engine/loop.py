@@ -59,6 +59,11 @@ class SpecEngine:
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
         self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None
         self.drafter = Drafter(self.draft_runner, spec) if depth else None
+        self.use_hidden = arbiter is not None and getattr(arbiter, "hidden_sizes", None) is not None
+        if self.use_hidden:
+            self.target.want_hidden = True
+            if self.draft_runner is not None:
+                self.draft_runner.want_hidden = True
         self.dlen = torch.full((B,), P, dtype=torch.int64, device=dev)
         self.dlen_h = torch.full((B,), P, dtype=torch.int64)
         self.pad_token_id = pad_token_id
@@ -124,11 +129,18 @@ class SpecEngine:
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         t_tgt = self.target.seconds - t_tgt0
         ls = ops.logit_stats(logits, cand, parents, validate=False) if (self.T == 0 or self.arbiter) else None
-        accept = feats = probs = None
+        accept = feats = probs = hid = None
         if self.arbiter is not None and N > 1:
             feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, self.n_gen)  # [B, N, F]
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
-            p = self.arbiter.predict_proba(x).reshape(B, N - 1).float()
+            if self.use_hidden:  # both models' last hidden state at each node's parent
+                th = self.target.last_hidden  # [B, N, H_t]
+                th = th.gather(1, parents.clamp(min=0)[..., None].expand(B, N, th.shape[-1]))
+                hid = torch.cat([th, d.stats["d_parent_hidden"]], dim=-1).float()  # [B, N, H_t + H_d]
+                p = self.arbiter.predict_proba(x, hidden=hid[:, 1:].reshape(B * (N - 1), -1))
+            else:
+                p = self.arbiter.predict_proba(x)
+            p = p.reshape(B, N - 1).float()
             probs = torch.cat([torch.zeros(B, 1, device=self.dev), p], dim=1)  # [B, N]
             if self.sample_arbiter:
                 ids = self.rollout_ids[self.rows.to(self.dev)]
@@ -163,7 +175,7 @@ class SpecEngine:
         self.consulted += int(cons.sum())
         self.arbiter_accepted += int(arb.sum())
         if self.trace is not None:
-            self.trace.append(_trace_step(self, cand, parents, v, n_gen_before, feats, probs, accept))
+            self.trace.append(_trace_step(self, cand, parents, v, n_gen_before, feats, probs, accept, hid))
         self._retire(fin.bool())
 
     def _retire(self, finished: torch.Tensor) -> None:
@@ -209,12 +221,12 @@ def _root_only(root: torch.Tensor) -> Draft:
                  torch.ones(1, 1, 1, dtype=torch.bool, device=dev), z, None, 1, 0, None)
 
 
-def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, accept) -> dict:
+def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, accept, hidden=None) -> dict:
     cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
     return {"step": eng.rounds - 1, "rows": eng.rows.tolist(), "position": cpu(n_gen_before),
             "candidates": cpu(cand), "parents": cpu(parents), "path": cpu(v.path), "accept_len": cpu(v.accept_len),
             "consulted": cpu(v.consulted), "arbiter_accepted": cpu(v.arbiter_accepted),
-            "features": cpu(feats), "probs": cpu(probs), "decisions": cpu(accept)}
+            "features": cpu(feats), "probs": cpu(probs), "decisions": cpu(accept), "hidden": cpu(hidden)}
 
 
 def _mix32(h: torch.Tensor) -> torch.Tensor:

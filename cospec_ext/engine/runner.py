@@ -27,12 +27,17 @@ class ModelRunner:
         self.forwards = 0
         self.seconds = 0.0  # time inside forwards (synchronised on CUDA when time_forwards)
         self._sync = time_forwards and adapter.device.type == "cuda"
+        self.want_hidden = False  # keep the last forward's hidden states (arbiters that read them)
+        self.last_hidden: torch.Tensor | None = None  # [B, n, hidden_size]
 
     def _run(self, *args, **kw) -> torch.Tensor:
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
         t0 = time.perf_counter()
-        out = self.adapter.forward(*args, **kw)
+        if self.want_hidden:
+            out, self.last_hidden = self.adapter.forward(*args, return_hidden=True, **kw)
+        else:
+            out = self.adapter.forward(*args, **kw)
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
         self.seconds += time.perf_counter() - t0

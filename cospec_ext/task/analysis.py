@@ -34,9 +34,18 @@ def _left_pad(rows, pad_id):
 def greedy_continue(target, task, prefixes: list[list[int]], budgets: list[int], batch: int = 256) -> list[list[int]]:
     """Target-greedy continuation of each token prefix, at most budgets[i] tokens, cut after EOS."""
     outs: list[list[int]] = [[] for _ in prefixes]
-    order = [i for i in range(len(prefixes)) if budgets[i] > 0]
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
+    limit = getattr(target.config, "max_position_embeddings", None) or 1 << 30
+    order = sorted((i for i in range(len(prefixes)) if budgets[i] > 0), key=lambda i: len(prefixes[i]))
+    groups, cur = [], []
+    for i in order:  # batches of similar length whose longest prefix + largest budget fit the positions
+        grown = cur + [i]
+        if cur and (len(grown) > batch or max(len(prefixes[j]) for j in grown) + max(budgets[j] for j in grown) > limit):
+            groups.append(cur)
+            grown = [i]
+        cur = grown
+    if cur:
+        groups.append(cur)
+    for idx in groups:
         ids, mask = _left_pad([prefixes[i] for i in idx], task.pad_id)
         out = decode(target, None, ids, mask, mode="target", max_new_tokens=max(budgets[i] for i in idx),
                      eos_token_id=task.eos_id, pad_token_id=task.pad_id)

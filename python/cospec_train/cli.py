@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--hidden", default=",".join(map(str, d.hidden)), help="hidden widths, e.g. 32,16")
     p.add_argument("--tree", default=d.tree)
+    p.add_argument("--hidden-features", action="store_true",
+                   help="the arbiter also reads both models' last hidden states (projected to --proj-dim)")
+    p.add_argument("--proj-dim", type=int, default=d.proj_dim)
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -46,7 +49,7 @@ def run(args) -> int:
                    clip=args.clip, entropy_coef=args.entropy_coef, speed_coef=args.speed_coef, init_p=args.init_p,
                    hidden=tuple(int(h) for h in args.hidden.split(",")), tree=args.tree,
                    max_new_tokens=args.max_new_tokens, ckpt_every=args.ckpt_every, seed=args.seed,
-                   threads=args.threads)
+                   threads=args.threads, hidden_features=args.hidden_features, proj_dim=args.proj_dim)
     try:
         arb = train(cfg, progress=not args.no_progress)
         rank = dist.get_rank() if dist.is_initialized() else 0

@@ -64,6 +64,8 @@ class RLConfig:
     init_p: float = 0.2
     hidden: tuple = (32, 16)
     features: tuple = FEATURE_NAMES
+    hidden_features: bool = False  # also read both models' last hidden states (projected to proj_dim)
+    proj_dim: int = 8
     tree: str = "chain:4;fixed"
     max_new_tokens: int = 64
     ckpt_every: int = 10
@@ -91,9 +93,10 @@ def load_models(cfg: RLConfig):
     return load(cfg.target), load(cfg.draft)
 
 
-def init_arbiter(cfg: RLConfig) -> Arbiter:
+def init_arbiter(cfg: RLConfig, target=None, draft=None) -> Arbiter:
     torch.manual_seed(cfg.seed)
-    arb = Arbiter(cfg.features, hidden=cfg.hidden)
+    sizes = (target.config.hidden_size, draft.config.hidden_size) if cfg.hidden_features else None
+    arb = Arbiter(cfg.features, hidden=cfg.hidden, hidden_sizes=sizes, proj_dim=cfg.proj_dim)
     with torch.no_grad():
         arb.out.weight.zero_()
         arb.out.bias.fill_(math.log(cfg.init_p / (1 - cfg.init_p)))
@@ -101,8 +104,8 @@ def init_arbiter(cfg: RLConfig) -> Arbiter:
 
 
 def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
-    """This rank's rollouts of one update -> (feats [D, F], actions [D], old_logp [D],
-    advantage [D], metrics dict of global sums)."""
+    """This rank's rollouts of one update -> (feats [D, F], hidden [D, H] or None, actions [D],
+    old_logp [D], advantage [D], metrics tensor of global sums)."""
     rank, world = _world()
     probs = task.problems(cfg.prompts, seed=cfg.seed * 100003 + update, split="train")
     mine = list(range(rank, cfg.prompts, world))
@@ -129,12 +132,15 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     r = reward.view(-1, G)
     adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
     cols = [FEATURE_NAMES.index(n) for n in arb.feature_names]
-    X, A, LP, ADV = [], [], [], []
+    X, H, A, LP, ADV = [], [], [], [], []
+    use_h = arb.hidden_sizes is not None
     for b in range(n_rows):
-        f, a, p = out.trace.decisions(b)
+        f, a, p, *h = out.trace.decisions(b, with_hidden=use_h)
         if f.shape[0] == 0:
             continue
         X.append(f[:, cols])
+        if use_h:
+            H.append(h[0])
         A.append(a.float())
         p = p.clamp(1e-6, 1 - 1e-6)
         LP.append(torch.where(a, p.log(), (1 - p).log()))
@@ -143,13 +149,14 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     cat = lambda xs, *s: torch.cat(xs) if xs else torch.zeros(0, *s)  # noqa: E731
     m = torch.tensor([float(n_rows), float(correct.sum()), float(reward.sum()), float(out.stats.arbiter_consulted),
                       float(out.stats.arbiter_accepted), float(sum(out.stats.new_tokens)), float(rounds.sum())])
-    return cat(X, F), cat(A), cat(LP), cat(ADV), _allreduce(m)
+    hid = cat(H, sum(arb.hidden_sizes)) if use_h else None
+    return cat(X, F), hid, cat(A), cat(LP), cat(ADV), _allreduce(m)
 
 
-def ppo_loss(model, X, A, old_lp, adv, n_global: float, cfg: RLConfig):
+def ppo_loss(model, X, Hs, A, old_lp, adv, n_global: float, cfg: RLConfig):
     """Sum over this rank's decisions of the clipped surrogate and entropy, / the global count."""
     world = _world()[1]
-    logit = model(X)  # [D]
+    logit = model(X, Hs)  # [D]
     lp = torch.where(A > 0.5, torch.nn.functional.logsigmoid(logit), torch.nn.functional.logsigmoid(-logit))
     ratio = torch.exp(lp - old_lp)
     surr = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
@@ -209,7 +216,7 @@ def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
         torch.set_num_threads(cfg.threads)
     task = make_task(cfg.task, cfg.data, cfg.target)
     target, draft = load_models(cfg)
-    arb = init_arbiter(cfg)
+    arb = init_arbiter(cfg, target, draft)
     opt = torch.optim.AdamW(arb.parameters(), lr=cfg.lr, weight_decay=0.0)
     os.makedirs(cfg.out, exist_ok=True)
     ckpt, log_path = os.path.join(cfg.out, "checkpoint"), os.path.join(cfg.out, "metrics.jsonl")
@@ -228,7 +235,7 @@ def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
         bar = tqdm(total=cfg.updates, initial=start, desc="arbiter RL", unit="upd")
     for update in range(start, cfg.updates):
         t0 = time.perf_counter()
-        X, A, LP, ADV, m = rollouts(cfg, task, target, draft, arb, update)
+        X, Hs, A, LP, ADV, m = rollouts(cfg, task, target, draft, arb, update)
         n_dec = _allreduce(torch.tensor([float(X.shape[0])]))
         if update == 0:  # the policy is constant here, so normalising changes nothing
             s = _allreduce(torch.stack([X.sum(0), (X * X).sum(0)]))
@@ -239,7 +246,7 @@ def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
         arb.train()
         losses, ents = [], []
         for _ in range(cfg.epochs):
-            loss, ent = ppo_loss(model, X, A, LP, ADV, float(n_dec), cfg)
+            loss, ent = ppo_loss(model, X, Hs, A, LP, ADV, float(n_dec), cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()

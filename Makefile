@@ -43,6 +43,8 @@ bench: build
 	$(VPY) -m pytest bench -q --benchmark-quiet --benchmark-json=bench/out/bench.json
 	$(VPY) bench/summary.py bench/out/bench.json
 	$(VPY) bench/summary.py --markdown -o bench/out/RESULTS.md bench/out/bench.json
+	$(VPY) bench/decode_summary.py bench/out/bench.json
+	$(VPY) bench/decode_summary.py --markdown -o bench/out/RESULTS_decode.md bench/out/bench.json
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png

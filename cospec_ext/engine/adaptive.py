@@ -5,7 +5,8 @@ given the previous one was) and c = draft forward time / target forward time, a 
 of depth D yields E[tokens] = sum_{j=0..D} a^j = (1 - a^(D+1)) / (1 - a) for a cost of
 about 1 + c * D target forwards; the controller picks the D in [0, max_depth] with the
 most tokens per unit cost. D = 0 is a plain target step, so a draft that never agrees
-costs only the occasional probe (one depth-1 round every `probe_every` rounds at D = 0).
+costs only the occasional probe (a depth-1 round after `probe_every` rounds at D = 0; the
+wait doubles after each probe that does not lift the estimate, up to `max_probe_every`).
 a is estimated from the observed accepted lengths (a truncated geometric: a row that
 accepted L of D levels counts L successes in L + [L < D] trials), exponentially
 forgotten; c from the measured forward times unless given.
@@ -18,10 +19,11 @@ import torch
 
 class DepthController:
     def __init__(self, max_depth: int, adaptive: bool, draft_cost: float | None, decay: float = 0.8,
-                 probe_every: int = 8):
+                 probe_every: int = 8, max_probe_every: int = 64):
         self.max_depth, self.adaptive = max_depth, adaptive
         self.fixed_cost = draft_cost
-        self.decay, self.probe_every = decay, probe_every
+        self.decay, self.probe_every, self.max_probe_every = decay, probe_every, max_probe_every
+        self.wait = probe_every  # rounds at depth 0 before the next probe
         self.succ, self.trials = 3.0, 4.0  # prior: a = 0.75, so drafting starts at full depth
         self.t_draft = self.t_target = None  # EMA of seconds per forward
         self.idle = 0
@@ -49,11 +51,13 @@ class DepthController:
                 best, best_val = d, val
         if best == 0:
             self.idle += 1
-            if self.idle >= self.probe_every:
+            if self.idle >= self.wait:
                 self.idle = 0
+                self.wait = min(2 * self.wait, self.max_probe_every)  # back off while probes fail
                 return 1
         else:
             self.idle = 0
+            self.wait = self.probe_every
         return best
 
     def observe(self, depth: int, accepted: torch.Tensor) -> None:

@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-n", type=int, default=200, help="validation problems for the baselines' parameters")
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--plot", default="demo_out/cospec_accuracy_vs_speedup.png")
-    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=8, help="rows per decode call (speedups depend on it: see README)")
     ap.add_argument("--tree", default="chain:4")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="the arbiter's threshold (default: the best of %s on the validation split)" % (THRESHOLDS,))
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--target", default=os.path.join(here, "models", "target"))
@@ -121,13 +122,23 @@ def main(argv: list[str] | None = None) -> int:
                 best = (key, h)
         chosen[family] = best[1]
         print(f"  validation: {family} -> {best[1].name} (accuracy {best[0][0]:.3f})")
+    if args.threshold is None:  # the arbiter's threshold, chosen the same way
+        best = None
+        for t in THRESHOLDS:
+            r, _ = run_method(f"cospec@{t}", target, draft, task, val, mode="cospec", arbiter=arb, threshold=t, **common)
+            key = (r.accuracy, r.tokens_per_s or 0.0)
+            if best is None or key > best[0]:
+                best = (key, t)
+        args.threshold = best[1]
+        print(f"  validation: cospec -> threshold {args.threshold:g} (accuracy {best[0][0]:.3f})")
 
     results = {}
     results["target"], _ = run_method("target", target, draft, task, test, mode="target", **common)
     results["draft"], _ = run_method("draft", None, draft, task, test, mode="draft", **common)
     results["spd"], _ = run_method("spd", target, draft, task, test, mode="spd", **common)
     results["cospec"], runs = run_method("cospec", target, draft, task, test, mode="cospec", arbiter=arb,
-                                         threshold=args.threshold, return_trace=True, **common)
+                                         threshold=args.threshold, return_trace=True,
+                                         params={"threshold": args.threshold}, **common)
     for family, h in chosen.items():
         results[h.name], _ = run_method(h.name, target, draft, task, test, mode="cospec", arbiter=h, **common)
     base = results["target"].tokens_per_s

@@ -53,9 +53,9 @@ class RLConfig:
     target: str = str(DEFAULT_TARGET)
     draft: str = str(DEFAULT_DRAFT)
     out: str = "runs/arbiter"
-    updates: int = 120
-    prompts: int = 16  # prompts per update (all ranks together)
-    group: int = 4  # rollouts per prompt (G)
+    updates: int = 150
+    prompts: int = 64  # prompts per update (all ranks together)
+    group: int = 8  # rollouts per prompt (G)
     epochs: int = 4  # PPO steps per update
     lr: float = 3e-3
     clip: float = 0.2
@@ -70,7 +70,7 @@ class RLConfig:
     max_new_tokens: int = 64
     ckpt_every: int = 10
     seed: int = 0
-    threads: int = 0  # torch threads per process (0: leave torch's default)
+    threads: int = 1  # torch threads per process (0: torch's default); fixed, so runs repeat exactly
     extra: dict = field(default_factory=dict)
 
 

@@ -53,8 +53,14 @@ class SpecEngine:
         self.n_gen_h = torch.zeros(B, dtype=torch.int64)
         self.rows = torch.arange(B)  # original row id of each live row
         self.eos = torch.tensor(eos_ids or [-1], dtype=torch.int64, device=dev)
-        self.ctrl = DepthController(depth, spec.adaptive, spec.draft_cost)
-        timed = depth > 0 and spec.adaptive and spec.draft_cost is None
+        # The adaptive depth is free to follow measured forward times only when the output
+        # cannot depend on the tree (greedy spd is lossless); when it can (sampling, an
+        # arbiter), the draft/target cost comes from the parameter counts, so a seed repeats.
+        cost = spec.draft_cost
+        if cost is None and drafter is not None and (self.T > 0 or arbiter is not None):
+            cost = drafter.num_params / max(verifier.num_params, 1)
+        self.ctrl = DepthController(depth, spec.adaptive, cost)
+        timed = depth > 0 and spec.adaptive and cost is None
         max_query = max(P, spec.max_expanded, 32)
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
         self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None

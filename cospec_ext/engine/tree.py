@@ -32,7 +32,9 @@ class TreeSpec:
     adaptive: choose each round's depth in [0, depth] from the measured acceptance rate and
         draft/target cost (depth 0 is a plain target step: a useless draft costs ~nothing).
     min_confidence: stop deepening when every row's best path probability is below it.
-    draft_cost: draft/target forward-time ratio for the adaptive choice; None: measured.
+    draft_cost: draft/target forward-time ratio for the adaptive choice; None: measured for
+        greedy spd (whose output does not depend on the tree), the ratio of parameter counts
+        when the output can depend on the tree (sampling, cospec), so a seed repeats.
     """
 
     depth: int = 4

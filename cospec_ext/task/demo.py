@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the table as JSON here")
     ap.add_argument("--plot", default="demo_out/cospec_accuracy_vs_speedup.png")
     ap.add_argument("--batch", type=int, default=8, help="rows per decode call (speedups depend on it: see README)")
-    ap.add_argument("--tree", default="chain:4")
+    ap.add_argument("--tree", default="chain:4;fixed", help="draft tree of spd, cospec and the baselines (the shipped arbiter was trained on chain:4;fixed)")
     ap.add_argument("--threshold", type=float, default=None,
                     help="the arbiter's threshold (default: the best of %s on the validation split)" % (THRESHOLDS,))
     ap.add_argument("--max-new-tokens", type=int, default=64)

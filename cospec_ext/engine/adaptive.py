@@ -24,7 +24,7 @@ class DepthController:
         self.fixed_cost = draft_cost
         self.decay, self.probe_every, self.max_probe_every = decay, probe_every, max_probe_every
         self.wait = probe_every  # rounds at depth 0 before the next probe
-        self.succ, self.trials = 3.0, 4.0  # prior: a = 0.75, so drafting starts at full depth
+        self.succ, self.trials = 1.0, 2.0  # a weak prior, a = 0.5: two failed rounds stop the drafting
         self.t_draft = self.t_target = None  # EMA of seconds per forward
         self.idle = 0
 

@@ -17,31 +17,26 @@ and the draft's forwards, (wall - target forward s - draft forward s) / rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 import textwrap
 from typing import Optional
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _table import (  # noqa: E402
+    cli,
+    fmt_time as _fmt_time,
+    fmt_x as _x,
+    md_table as _md_table,
+    ratio as _ratio,
+    text_table as _text_table,
+    yes as _yes,
+)
+
+
 SPD_VS_ASSISTED_TREE = "chain:4"
 TARGETS = {"target_vs_generate": 0.9, "spd_vs_assisted": 2.0, "poor_vs_target": 0.9, "trees_vs_target": 1.5}
-
-
-def _fmt_time(t: Optional[float]) -> str:
-    if t is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
-
-
-def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
-    return num / den if num is not None and den else None
-
-
-def _x(r: Optional[float]) -> str:
-    return "-" if r is None else f"{r:.3g}x"
 
 
 def _num(v, fmt="{:.3g}") -> str:
@@ -50,10 +45,6 @@ def _num(v, fmt="{:.3g}") -> str:
 
 def _met(r: Optional[float], bound: float) -> Optional[bool]:
     return None if r is None else r >= bound
-
-
-def _yes(ok: Optional[bool]) -> str:
-    return "-" if ok is None else ("yes" if ok else "NO")
 
 
 class Run:
@@ -190,20 +181,6 @@ def build_tables(runs):
     return tables
 
 
-def _text_table(header, rows) -> str:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
-
-
-def _md_table(header, rows) -> str:
-    align = ["---" if i < 2 else "---:" for i in range(len(header))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align] + rows)
-
-
 def _machine_line(data, runs) -> str:
     mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
     cpu = mi.get("cpu", {})
@@ -253,28 +230,7 @@ def render(data, runs, markdown: bool, stat: str = "median") -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json", nargs="?", default="bench/out/decode.json", help="pytest-benchmark JSON")
-    ap.add_argument("--markdown", action="store_true", help="markdown tables")
-    ap.add_argument("-o", "--output", help="write the summary to this file instead of stdout")
-    ap.add_argument("--stat", choices=("median", "min"), default="median",
-                    help="per-benchmark statistic (min: on a machine shared with other load)")
-    ap.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a measured target is missed")
-    args = ap.parse_args(argv)
-    data, runs = load(args.json, args.stat)
-    if not runs:
-        print(f"{args.json}: no decode benchmarks found (run bench/test_bench_decode.py)", file=sys.stderr)
-        return 1
-    text = render(data, runs, args.markdown, args.stat)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    if args.fail_on_miss:
-        tables = build_tables(runs)
-        return 0 if sum(t[4] for t in tables) == sum(t[5] for t in tables) else 1
-    return 0
+    return cli(__doc__, "bench/out/decode.json", load, render, build_tables, "no decode benchmarks found (run bench/test_bench_decode.py)", argv)
 
 
 if __name__ == "__main__":

@@ -14,35 +14,26 @@ Targets (2-core CPU, medians):
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 import textwrap
 from collections import defaultdict
 from typing import Callable, Optional
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _table import (  # noqa: E402
+    cli,
+    fmt_time as _fmt_time,
+    fmt_x as _fmt_x,
+    md_table as _md_table,
+    ratio as _ratio,
+    text_table as _text_table,
+    yes as _yes,
+)
+
+
 Stats = dict  # (kind, variant) -> median seconds, plus "bytes", "flops" for the shape
-
-
-def _fmt_time(t: Optional[float]) -> str:
-    if t is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
-
-
-def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
-    return num / den if num is not None and den else None
-
-
-def _fmt_x(r: Optional[float]) -> str:
-    return "-" if r is None else f"{r:.3g}x"
-
-
-def _yes(ok: Optional[bool]) -> str:
-    return "-" if ok is None else ("yes" if ok else "NO")
 
 
 def _at_least(r: Optional[float], bound: float) -> Optional[bool]:
@@ -171,20 +162,6 @@ def build_tables(by_op):
     return out
 
 
-def _text_table(header, rows) -> str:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-
-    def line(r):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
-
-
-def _md_table(header, rows) -> str:
-    align = ["---" if i < 2 else "---:" for i in range(len(header))]
-    return "\n".join("| " + " | ".join(r) + " |" for r in [header, align] + rows)
-
-
 def _machine_line(data) -> str:
     mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
     cpu = mi.get("cpu", {})
@@ -234,28 +211,7 @@ def render(data, by_op, markdown: bool, stat: str = "median") -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json", nargs="?", default="bench/out/bench.json", help="pytest-benchmark JSON")
-    ap.add_argument("--markdown", action="store_true", help="markdown tables (for bench/RESULTS.md)")
-    ap.add_argument("-o", "--output", help="write the summary to this file instead of stdout")
-    ap.add_argument("--stat", choices=("median", "min"), default="median",
-                    help="per-benchmark statistic (min: on a machine shared with other load)")
-    ap.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a measured target is missed")
-    args = ap.parse_args(argv)
-    data, by_op = load(args.json, args.stat)
-    if not by_op:
-        print(f"{args.json}: no cospec benchmarks found", file=sys.stderr)
-        return 1
-    text = render(data, by_op, args.markdown, args.stat)
-    if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    if args.fail_on_miss:
-        tables = build_tables(by_op)
-        return 0 if sum(t[4] for t in tables) == sum(t[5] for t in tables) else 1
-    return 0
+    return cli(__doc__, "bench/out/bench.json", load, render, build_tables, "no cospec benchmarks found", argv)
 
 
 if __name__ == "__main__":

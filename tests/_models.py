@@ -50,3 +50,25 @@ def generate_greedy(model, ids, mask, max_new_tokens, eos=EOS):
     with torch.no_grad():
         return model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
                               eos_token_id=eos, pad_token_id=PAD)
+
+
+def save_task_models(root, arbiter: bool = False):
+    """Tiny random target (2 layers) and draft (1 layer) over the embedded task's tokenizer,
+    saved with it under root/target and root/draft (and a random arbiter under root/arbiter)."""
+    from cospec_ext.task.tokenizer import VOCAB_SIZE, build_tokenizer
+
+    tok = build_tokenizer()
+    for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
+        torch.manual_seed(seed)
+        cfg = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                       max_position_embeddings=128, initializer_range=0.3, eos_token_id=2,
+                                       pad_token_id=0, bos_token_id=1)
+        transformers.LlamaForCausalLM(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    if arbiter:
+        from cospec_ext.arbiter import Arbiter
+
+        torch.manual_seed(2)
+        Arbiter(hidden=(8,)).save(root / "arbiter")
+    return root

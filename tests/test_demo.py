@@ -6,31 +6,17 @@ import math
 
 import pytest
 import torch
-import transformers
 
-from cospec_ext.arbiter import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
 from cospec_ext.task.demo import main as demo_main
 from cospec_ext.task.evaluate import paired_diff, wilson
 from cospec_ext.task.heuristics import AlwaysAccept, KLJudge, TargetUncertain, TypicalAcceptance
-from cospec_ext.task.tokenizer import VOCAB_SIZE, build_tokenizer
+from _models import save_task_models
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo_assets")
-    tok = build_tokenizer()
-    for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
-        torch.manual_seed(seed)
-        cfg = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
-                                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                                       max_position_embeddings=128, initializer_range=0.3, eos_token_id=2,
-                                       pad_token_id=0, bos_token_id=1)
-        transformers.LlamaForCausalLM(cfg).save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-    torch.manual_seed(2)
-    Arbiter(hidden=(8,)).save(root / "arbiter")
-    return root
+    return save_task_models(tmp_path_factory.mktemp("demo_assets"), arbiter=True)
 
 
 def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):

@@ -13,29 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from cospec_train.rl import RLConfig, train  # noqa: E402
-from cospec_ext.task.tokenizer import VOCAB_SIZE, build_tokenizer  # noqa: E402
+from _models import save_task_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rl_models")
-    tok = build_tokenizer()
-    for name, layers, seed in (("target", 2, 0), ("draft", 1, 1)):
-        torch.manual_seed(seed)
-        cfg = transformers.LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
-                                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                                       max_position_embeddings=128, initializer_range=0.3, eos_token_id=2,
-                                       pad_token_id=0, bos_token_id=1)
-        transformers.LlamaForCausalLM(cfg).save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-    return root
+    return save_task_models(tmp_path_factory.mktemp("rl_models"))
 
 
 def _cfg(model_dirs, out, **kw):

@@ -19,16 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..engine import decode
-
-
-def _left_pad(rows, pad_id):
-    P = max(len(r) for r in rows)
-    ids = torch.full((len(rows), P), pad_id, dtype=torch.int64)
-    mask = torch.zeros(len(rows), P, dtype=torch.int64)
-    for b, r in enumerate(rows):
-        ids[b, P - len(r):] = torch.tensor(r, dtype=torch.int64)
-        mask[b, P - len(r):] = 1
-    return ids, mask
+from .tasks import left_pad as _left_pad
 
 
 def greedy_continue(target, task, prefixes: list[list[int]], budgets: list[int], batch: int = 256) -> list[list[int]]:

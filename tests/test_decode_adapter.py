@@ -60,9 +60,10 @@ def test_spd_through_custom_adapter_equals_cache_free_greedy():
     P = max(map(len, prompts))
     ids = torch.tensor([[0] * (P - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts])
-    for tree in ("chain:3;fixed", "tree:3,2"):
+    for tree in ("chain:3;fixed", "tree:3,2;fixed", "tree:3,2"):
         out = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree=tree, max_new_tokens=15,
                                 eos_token_id=[], pad_token_id=0)
         for b, p in enumerate(prompts):
             assert out.sequences[b, P:].tolist() == target.greedy(p, 15), f"{tree} row {b}"
-        assert out.stats.mean_accept_len > 1.2, "the near-copy draft should be accepted often"
+        if tree.endswith(";fixed"):  # (the adaptive depth follows timings: no claim on its acceptance)
+            assert out.stats.mean_accept_len > 1.2, "the near-copy draft should be accepted often"

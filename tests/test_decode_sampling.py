@@ -35,7 +35,8 @@ def _chi2(tokens, p):
 
 
 @pytest.mark.parametrize("mode,tree", [("target", "chain:1"), ("spd", "chain:2;fixed"),
-                                       ("spd", "static:-1,0,0,1;fixed"), ("spd", "tree:2,2")])
+                                       ("spd", "static:-1,0,0,1;fixed"), ("spd", "tree:2,2;fixed"),
+                                       ("spd", "chain:3")])
 def test_sampled_tokens_follow_target(mode, tree):
     target = tiny("llama", 2, seed=31, vocab=V, init=0.5)
     draft = tiny("llama", 1, seed=32, vocab=V, init=0.5)
@@ -49,7 +50,7 @@ def test_sampled_tokens_follow_target(mode, tree):
     s2, s3 = _chi2(new[:, 1], m2), _chi2(new[:, 2], m3)
     assert s2 < CHI2_999_DF7, f"{mode} {tree}: 2nd token chi2 = {s2:.1f} (df 7)"
     assert s3 < CHI2_999_DF7, f"{mode} {tree}: 3rd token chi2 = {s3:.1f} (df 7)"
-    if mode == "spd":
+    if tree.endswith(";fixed"):  # (an adaptive tree may well stop drafting with this draft)
         assert 1.0 < out.stats.mean_accept_len, "the draft should be accepted sometimes"
 
 

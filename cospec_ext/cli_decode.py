@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--mode", choices=MODES, default="spd")
     p.add_argument("--tree", default="chain:4", help="'chain:K', 'tree:D,K[,M]', 'static:-1,0,...' (+ ';fixed')")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: 128, or what the model's positions leave after the prompt and the tree")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=None)
@@ -50,6 +51,12 @@ def run(args) -> int:
     draft = load(args.draft) if args.draft else None
     tok = AutoTokenizer.from_pretrained(args.target, local_files_only=True)
     ids = encode_prompt(tok, args.prompt, not args.no_chat_template).to(args.device)
+    if args.max_new_tokens is None:
+        from .engine.tree import parse_tree
+
+        limit = getattr((target or draft).config, "max_position_embeddings", None) or 1 << 30
+        depth = parse_tree(args.tree).depth if args.mode in ("spd", "cospec") else 0
+        args.max_new_tokens = max(1, min(128, limit - ids.shape[1] - depth))
     out = decode(target, draft, ids, mode=args.mode, arbiter=args.arbiter, threshold=args.threshold,
                  tree=args.tree, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
     print(tok.decode(out.sequences[0, ids.shape[1]:], skip_special_tokens=True))

@@ -111,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cospec demo: {len(test)} test problems (seed {args.seed}), {len(val)} validation problems; "
           f"tree {args.tree}, batch {args.batch}, {args.threads} threads")
 
-    # baselines' parameters: best validation accuracy (ties: faster), never the test split
+    # baselines' parameters: best validation accuracy (ties: longer accepted length), never the test split
     chosen = {}
     for family, grid in candidates().items():
         best = None
         for h in grid:
             r, _ = run_method(h.name, target, draft, task, val, mode="cospec", arbiter=h, **common)
-            key = (r.accuracy, r.tokens_per_s or 0.0)
+            key = (r.accuracy, r.mean_accept_len or 0.0)  # ties: the longer accepted length (deterministic)
             if best is None or key > best[0]:
                 best = (key, h)
         chosen[family] = best[1]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         best = None
         for t in THRESHOLDS:
             r, _ = run_method(f"cospec@{t}", target, draft, task, val, mode="cospec", arbiter=arb, threshold=t, **common)
-            key = (r.accuracy, r.tokens_per_s or 0.0)
+            key = (r.accuracy, r.mean_accept_len or 0.0)  # ties: the longer accepted length (deterministic)
             if best is None or key > best[0]:
                 best = (key, t)
         args.threshold = best[1]

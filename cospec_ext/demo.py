@@ -1,8 +1,8 @@
-"""A short showcase of the four kernels on example inputs (`cospec demo`).
+"""A short showcase of the four kernels on example inputs (`cospec demo --ops`).
 
-Until the embedded task and trained models land, this is what `make demo` runs: it
-builds a small draft tree, verifies it greedily and with a stand-in arbiter,
+It builds a small draft tree, verifies it greedily and with a stand-in arbiter,
 samples, scores arbiter features and compacts a KV cache, printing each step.
+(`make demo` runs the embedded task's comparison, `cospec_ext/task/demo.py`.)
 """
 
 from __future__ import annotations

@@ -74,14 +74,19 @@ class SlotCache(_HFCache):
     new K/V at the engine's slots and returns K/V over slots [0, s_used). Positions and the
     mask come from the engine, so the cache never has to infer a sequence length."""
 
-    def __init__(self, kv: KVView, past_len: int):
+    def __init__(self, num_layers: int):
         # Not calling Cache.__init__: its signature changes across transformers versions and
-        # it would build layer objects we do not use.
-        self.kv = kv
-        self.past_len = past_len
-        self.layers = [_SlotLayer(self, i) for i in range(kv.num_layers)]
+        # it would build layer objects we do not use. One SlotCache serves every forward of
+        # an adapter: `bind` points it at that forward's KVView.
+        self.kv: KVView | None = None
+        self.past_len = 0
+        self.layers = [_SlotLayer(self, i) for i in range(num_layers)]
         self.layer_class_to_replicate = None
         self.offloading = False
+
+    def bind(self, kv: KVView, past_len: int) -> "SlotCache":
+        self.kv, self.past_len = kv, past_len
+        return self
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         return self.kv.update(layer_idx, key_states, value_states)
@@ -136,6 +141,7 @@ class HFAdapter:
             raise TypeError(f"{type(model).__name__}.forward takes neither `past_key_values` nor `cache`")
         self._keep_kw = "logits_to_keep" in params
         self._eager = getattr(cfg, "_attn_implementation", "sdpa") == "eager"
+        self._cache = SlotCache(self.num_layers)
 
     def forward(self, input_ids, position_ids, attention_mask, kv: KVView, logits_to_keep: int = 0,
                 return_hidden: bool = False):
@@ -143,7 +149,7 @@ class HFAdapter:
         if self._eager:  # eager attention adds the mask to the scores
             mask = torch.zeros(mask.shape, dtype=self.dtype, device=mask.device).masked_fill_(
                 ~mask, torch.finfo(self.dtype).min)
-        kwargs = {self._cache_kw: SlotCache(kv, kv.s_used - input_ids.shape[1])}
+        kwargs = {self._cache_kw: self._cache.bind(kv, kv.s_used - input_ids.shape[1])}
         if self._keep_kw:
             kwargs["logits_to_keep"] = logits_to_keep
         if return_hidden:

@@ -51,6 +51,8 @@ class Drafter:
         self.root_slot: torch.Tensor | None = None  # [B] draft slot of this round's root
         self.root_slot_host: torch.Tensor | None = None  # its CPU copy
         self.root_hidden: torch.Tensor | None = None  # [B, H] draft hidden state at the root
+        w = runner.node_ids.shape[0]
+        self.chain = torch.ones(w, w, dtype=torch.bool, device=dev).tril_()  # catch-up chunks' mask
 
     # -- catch-up -----------------------------------------------------------------------
     def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: torch.Tensor, total: torch.Tensor,
@@ -65,7 +67,7 @@ class Drafter:
             P = min(int((total_host - dlen_host).max()), width)
             ar = self.runner.node_ids[:P]
             idx = torch.minimum(dlen[:, None] + ar, total[:, None] - 1)  # [B, P], padded with the root
-            anc = torch.ones(P, P, dtype=torch.bool, device=seq.device).tril_()[None]  # a chain
+            anc = self.chain[None, :P, :P]  # a chain
             logits = self.runner.forward_nodes(seq.gather(1, idx), dlen, dlen_host, 0, anc, ar[None, :])  # [B, P, V]
             last = (total - 1 - dlen).clamp(max=P - 1)  # [B]
             here = logits.gather(1, last[:, None, None].expand(B, 1, logits.shape[-1]))[:, 0]  # [B, V]
@@ -85,36 +87,32 @@ class Drafter:
         return root_logits
 
     # -- tree expansion -----------------------------------------------------------------
-    def _level_stats(self, logits: torch.Tensor):
-        """logits [B, n, V] -> LogitStats of each row and the log-softmax offset."""
-        return ops.logit_stats(logits, validate=False)
-
     def _stop(self, scores: torch.Tensor) -> bool:
-        return self.log_conf is not None and float(scores.max()) < self.log_conf
+        """Confidence stop (one host sync): every row's best path log-probability is below the bound."""
+        return float(scores.max()) < self.log_conf
 
     def draft(self, depth: int, root: torch.Tensor, root_logits: torch.Tensor, want_stats: bool) -> Draft:
-        """Expands up to `depth` levels below `root` (int64 [B]) from the draft's root logits [B, V]."""
+        """Expands up to `depth` levels below `root` (int64 [B]) from the draft's root logits [B, V];
+        want_stats: also gather the draft's statistics at each node's parent (arbiter features)."""
         if self.static is not None:
             return self._draft_static(depth, root, root_logits, want_stats)
         return self._draft_dynamic(depth, root, root_logits, want_stats)
 
     def _draft_static(self, depth, root, root_logits, want_stats) -> Draft:
-        st, B = self.static, root.shape[0]
+        st, B, dev = self.static, root.shape[0], root.device
         n_all = st.levels[depth][1]
-        cand = torch.empty(B, n_all, dtype=torch.int64, device=root.device)
+        cand = torch.empty(B, n_all, dtype=torch.int64, device=dev)
         cand[:, 0] = root
-        score = torch.zeros(B, n_all, device=root.device)  # path log-probability under the draft
-        node = {k: torch.zeros(B, n_all, device=root.device) for k in ("top", "ent", "margin")}
-        logp_cand = torch.zeros(B, n_all, device=root.device)
-        logits = root_logits[:, None]  # [B, 1, V]: level 0
-        seen = [logits]  # the draft's logits of every expanded level (for the KL feature)
-        seen_h = [self.root_hidden[:, None]] if self.runner.want_hidden else None
-        last = 0
+        conf = self.log_conf is not None
+        # log p_draft(candidate | parent) and the path log-probability, only when read
+        logp_cand = torch.zeros(B, n_all, device=dev) if (want_stats or conf) else None
+        score = torch.zeros(B, n_all, device=dev) if conf else None
+        rec = _Recorder(want_stats, root_logits, self.root_hidden)
+        logits, last = root_logits[:, None], 0  # [B, 1, V]: level 0
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
-            ls = self._level_stats(logits)
-            node["top"][:, plo:phi] = ls.max_logit - ls.logsumexp
-            node["ent"][:, plo:phi], node["margin"][:, plo:phi] = ls.entropy, ls.margin
+            ls = ops.logit_stats(logits, validate=False)
+            rec.level_stats(ls)
             par = st.parents[lo:hi] - plo  # [n] local parent index
             if st.kmax == 1:  # chain: the argmax (ties: lowest id, like torch.argmax)
                 tok, val = ls.argmax[:, par], ls.max_logit[:, par]
@@ -122,25 +120,18 @@ class Drafter:
                 topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
                 tok, val = topi[:, par, st.rank[lo:hi]], topv[:, par, st.rank[lo:hi]].float()
             cand[:, lo:hi] = tok
-            logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
-            score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
+            if logp_cand is not None:
+                logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
+            if score is not None:
+                score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
             last = d
-            if d == depth or self._stop(score[:, lo:hi]):
+            if d == depth or (conf and self._stop(score[:, lo:hi])):
                 break
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                st.anc[None, lo:hi, :hi], d)
-            seen.append(logits)
-            if seen_h is not None:
-                seen_h.append(self.runner.last_hidden)
+            rec.level_out(logits, self.runner.last_hidden)
         n = st.levels[last][1]
-        stats = None
-        if want_stats:
-            p = st.parents[:n].clamp(min=0)
-            stats = {"d_logp_cand": logp_cand[:, :n], "d_logp_top": node["top"][:, p],
-                     "d_entropy": node["ent"][:, p], "d_margin": node["margin"][:, p],
-                     "d_parent_logits": torch.cat(seen, dim=1)[:, p]}  # [B, n, V]
-            if seen_h is not None:
-                stats["d_parent_hidden"] = torch.cat(seen_h, dim=1)[:, p]  # [B, n, H_draft]
+        stats = rec.at_parents(st.parents[None, :n].clamp(min=0), logp_cand[:, :n]) if want_stats else None
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 
@@ -152,19 +143,16 @@ class Drafter:
         parents = torch.full((B, E), -1, dtype=torch.int64, device=dev)
         rank = torch.zeros(B, E, dtype=torch.int64, device=dev)
         dep = torch.zeros(E, dtype=torch.int64, device=dev)
-        score = torch.zeros(B, E, device=dev)
-        logp_cand = torch.zeros(B, E, device=dev)
-        node = {k: torch.zeros(B, E, device=dev) for k in ("top", "ent", "margin")}
+        score = torch.zeros(B, E, device=dev)  # path log-probability: ranks the frontier
+        logp_cand = torch.zeros(B, E, device=dev) if want_stats else None
         anc = torch.zeros(B, E, E, dtype=torch.bool, device=dev)
         anc[:, 0, 0] = True
+        rec = _Recorder(want_stats, root_logits, self.root_hidden)
         logits, plo, last = root_logits[:, None], 0, 0
-        seen = [logits]
-        seen_h = [self.root_hidden[:, None]] if self.runner.want_hidden else None
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
-            ls = self._level_stats(logits)
-            node["top"][:, plo : plo + n_prev] = ls.max_logit - ls.logsumexp
-            node["ent"][:, plo : plo + n_prev], node["margin"][:, plo : plo + n_prev] = ls.entropy, ls.margin
+            ls = ops.logit_stats(logits, validate=False)
+            rec.level_stats(ls)
             topv, topi = logits.topk(K, dim=-1)  # [B, n_prev, K]
             lp = (topv.float() - ls.logsumexp[..., None]).flatten(1)  # [B, n_prev * K]
             s = (score[:, plo : plo + n_prev, None] + lp.view(B, n_prev, K)).flatten(1)  # [B, n_prev * K]
@@ -173,29 +161,21 @@ class Drafter:
             par = plo + best // K
             cand[:, lo:hi] = topi.flatten(1).gather(1, best)
             parents[:, lo:hi], rank[:, lo:hi], dep[lo:hi] = par, best % K, d
-            score[:, lo:hi], logp_cand[:, lo:hi] = s.gather(1, best), lp.gather(1, best)
+            score[:, lo:hi] = s.gather(1, best)
+            if logp_cand is not None:
+                logp_cand[:, lo:hi] = lp.gather(1, best)
             anc[:, lo:hi] = anc.gather(1, par[..., None].expand(B, K, E))
-            anc[:, torch.arange(lo, hi, device=dev), torch.arange(lo, hi, device=dev)] = True
+            diag = self.runner.node_ids[lo:hi]
+            anc[:, diag, diag] = True
             last, plo = d, lo
-            if d == depth or self._stop(score[:, lo:hi]):
+            if d == depth or (self.log_conf is not None and self._stop(score[:, lo:hi])):
                 break
             logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
                                                anc[:, lo:hi, :hi], d)
-            seen.append(logits)
-            if seen_h is not None:
-                seen_h.append(self.runner.last_hidden)
+            rec.level_out(logits, self.runner.last_hidden)
         E = 1 + last * K
         budget = min(self.spec.budget or depth * K, E - 1)
-        stats = None
-        if want_stats:
-            p = parents[:, :E].clamp(min=0)
-            stats = {"d_logp_cand": logp_cand[:, :E], "d_logp_top": node["top"].gather(1, p),
-                     "d_entropy": node["ent"].gather(1, p), "d_margin": node["margin"].gather(1, p)}
-            lg = torch.cat(seen, dim=1)  # [B, n_processed, V]
-            stats["d_parent_logits"] = lg.gather(1, p[..., None].expand(B, E, lg.shape[-1]))  # [B, E, V]
-            if seen_h is not None:
-                hs = torch.cat(seen_h, dim=1)  # [B, n_processed, H_draft]
-                stats["d_parent_hidden"] = hs.gather(1, p[..., None].expand(B, E, hs.shape[-1]))
+        stats = rec.at_parents(parents[:, :E].clamp(min=0), logp_cand[:, :E]) if want_stats else None
         if budget == E - 1:
             return Draft(cand[:, :E], parents[:, :E], dep[None, :E], anc[:, :E, :E], rank[:, :E], None, E, last,
                          stats)
@@ -226,3 +206,46 @@ class Drafter:
             path = full
         self.runner.cache.rollback(self.root_slot, path)
         return self.root_slot + torch.clamp(accept_len + 1, max=d.levels)
+
+
+class _Recorder:
+    """The draft's statistics at every expanded node, kept only when an arbiter reads them:
+    per level the LogitStats, the logits [B, n, V] and (if the runner keeps them) the last
+    hidden states [B, n, H]. Levels are contiguous node ranges, so concatenating them gives
+    rows indexed by node."""
+
+    def __init__(self, on: bool, root_logits: torch.Tensor, root_hidden: torch.Tensor | None):
+        self.on = on
+        self.stats, self.logits = [], [root_logits[:, None]]
+        self.hidden = [root_hidden[:, None]] if (on and root_hidden is not None) else None
+
+    def level_stats(self, ls) -> None:
+        if self.on:
+            self.stats.append(ls)
+
+    def level_out(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> None:
+        if self.on:
+            self.logits.append(logits)
+            if self.hidden is not None:
+                self.hidden.append(hidden)
+
+    def at_parents(self, parents: torch.Tensor, logp_cand: torch.Tensor) -> dict:
+        """parents: int64 [B or 1, n] (root clamped to 0); logp_cand float32 [B, n] -> the draft's
+        statistics at each node's parent: float32 [B, n] each, d_parent_logits [B, n, V] and
+        d_parent_hidden [B, n, H] when recorded."""
+        B, n = logp_cand.shape
+        p = parents.expand(B, n)
+
+        def per_node(f):
+            return torch.cat([f(ls) for ls in self.stats], dim=1).gather(1, p)
+
+        def rows(ts):
+            t = torch.cat(ts, dim=1)
+            return t.gather(1, p[..., None].expand(B, n, t.shape[-1]))
+
+        out = {"d_logp_cand": logp_cand, "d_logp_top": per_node(lambda ls: ls.max_logit - ls.logsumexp),
+               "d_entropy": per_node(lambda ls: ls.entropy), "d_margin": per_node(lambda ls: ls.margin),
+               "d_parent_logits": rows(self.logits)}
+        if self.hidden is not None:
+            out["d_parent_hidden"] = rows(self.hidden)
+        return out

@@ -22,6 +22,7 @@ class KVCache:
         self.data = torch.zeros(2, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=dtype, device=device)
         self.batch = batch
         self.max_len = max_len
+        self.row_ids = torch.arange(batch, device=device)[:, None]  # [B, 1], for per-row slot writes
 
     def active(self) -> torch.Tensor:
         """[2, L, B_active, H, S, D] view of the rows still decoding."""
@@ -46,16 +47,20 @@ class KVView:
     """What one model forward sees: it writes the new K/V of its n input tokens at per-row
     slots and attends over slots [0, s_used).
 
-    slots: int64 [B, n] destination slot of each input token; `uniform_start` (host int)
-    when every row writes the contiguous range [start, start + n) (a plain slice copy).
+    Either `uniform_start` (host int), when every row writes the contiguous range
+    [start, start + n) (a plain slice copy), or `slots`, int64 [B, n], the destination slot
+    of each input token.
     """
 
-    def __init__(self, cache: KVCache, slots: torch.Tensor, s_used: int, uniform_start: int | None = None):
+    def __init__(self, cache: KVCache, s_used: int, uniform_start: int | None = None,
+                 slots: torch.Tensor | None = None):
+        if (uniform_start is None) == (slots is None):
+            raise ValueError("KVView takes exactly one of `uniform_start` and `slots`")
         self.data = cache.active()  # [2, L, B, H, S, D]
         self.slots = slots  # [B, n]
         self.s_used = s_used
         self.uniform_start = uniform_start
-        self.rows = torch.arange(slots.shape[0], device=slots.device)[:, None]  # [B, 1]
+        self.rows = cache.row_ids[: cache.batch]  # [B, 1]
         self.num_layers = self.data.shape[1]
 
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,8 @@ State per active row b (all on the device, mirrored on the host where a step nee
     seq[b, s]   the left-padded token sequence; the committed token at position s sits at
                 cache slot s in both models (the prompt in [0, P), then generated tokens)
     total[b]    committed tokens, prompt padding included; the root (the last committed
-                token) is seq[b, total - 1] and is not in the target cache yet
+                token) is seq[b, total - 1] and is not in the target cache yet; the row has
+                generated total - P tokens
     dlen[b]     tokens in the draft cache (<= total)
     pad[b]      left-padding length
 Rows that finish are written out and compacted away, so later steps cost only live rows.
@@ -40,17 +41,14 @@ class SpecEngine:
         # sample_arbiter draws are keyed by (seed, rollout id, position, node), so a row's
         # decisions do not depend on the batch it was decoded in (data-parallel RL)
         self.arbiter_seed = arbiter_seed
-        self.rollout_ids = (torch.arange(B) if rollout_ids is None else rollout_ids.cpu().long()).to(dev)
+        self.rollout_ids = (torch.arange(B) if rollout_ids is None else rollout_ids.long()).to(dev)  # live rows'
         depth = spec.depth if drafter is not None else 0
         S = P + max_new_tokens + spec.max_expanded + 2
         self.seq = torch.zeros(B, S, dtype=torch.int64, device=dev)  # [B, S]
         self.seq[:, :P] = input_ids
         self.pad = pad.clone()
         self.total = torch.full((B,), P, dtype=torch.int64, device=dev)
-        self.n_gen = torch.zeros(B, dtype=torch.int64, device=dev)
-        # host mirrors (CPU int64 [B]) of what a step needs to size its forwards
-        self.total_h = torch.full((B,), P, dtype=torch.int64)
-        self.n_gen_h = torch.zeros(B, dtype=torch.int64)
+        self.total_h = torch.full((B,), P, dtype=torch.int64)  # its host mirror, to size forwards
         self.rows = torch.arange(B)  # original row id of each live row
         self.eos = torch.tensor(eos_ids or [-1], dtype=torch.int64, device=dev)
         # The adaptive depth is free to follow measured forward times only when the output
@@ -75,6 +73,8 @@ class SpecEngine:
         self.pad_token_id = pad_token_id
         self.out = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.int64, device=dev)
         self.out_len = torch.zeros(B, dtype=torch.int64)
+        self.node_ids = self.target.node_ids  # arange(max_query), preallocated
+        self.root_tree = _root_only(dev)  # the tree of a round without drafting (less its tokens)
         # statistics
         self.rounds = self.row_rounds = self.committed = 0
         self.consulted = self.arbiter_accepted = 0
@@ -89,18 +89,18 @@ class SpecEngine:
 
     def _commit(self, new_tok: torch.Tensor, count: torch.Tensor, extra: list[torch.Tensor]) -> torch.Tensor:
         """Appends the first count[b] of new_tok [B, W] to each row, cut after EOS and at
-        max_new_tokens. Returns CPU int64 [2 + len(extra), B]: kept, finished, *extra (the
+        max_new_tokens, and advances `total` by the kept tokens (all count[b] of them unless
+        the row finished). Returns CPU int64 [2 + len(extra), B]: kept, finished, *extra (the
         step's one host sync)."""
-        W = new_tok.shape[1]
-        j = torch.arange(W, device=self.dev)
+        j = self.node_ids[: new_tok.shape[1]]
         is_eos = torch.isin(new_tok, self.eos) & (j[None, :] < count[:, None])
         hit = is_eos.any(1)
         kept = torch.where(hit, is_eos.int().argmax(1) + 1, count)
-        kept = torch.minimum(kept, self.max_new - self.n_gen)
-        finished = hit | (self.n_gen + kept >= self.max_new)
+        room = (self.P + self.max_new) - self.total  # tokens each row may still generate
+        kept = torch.minimum(kept, room)
+        finished = hit | (kept >= room)
         self.seq.scatter_(1, self.total[:, None] + j, new_tok)
-        self.total += count
-        self.n_gen += kept
+        self.total += kept
         return torch.stack([kept, finished.long(), *extra]).cpu()
 
     # -- the loop -------------------------------------------------------------------------
@@ -110,8 +110,7 @@ class SpecEngine:
             self.draft_runner.prefill(input_ids)
         first = self._pick(logits)
         kept, fin = self._commit(first[:, None], torch.ones_like(first), [])
-        self.total_h += 1
-        self.n_gen_h += kept
+        self.total_h += kept
         self._retire(fin.bool())
         while self.rows.numel():
             self._round()
@@ -127,17 +126,18 @@ class SpecEngine:
             root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h)
             d = self.drafter.draft(depth, root, root_logits, want_stats=self.arbiter is not None)
         else:
-            d = _root_only(root)
+            d = Draft(root[:, None], *self.root_tree)
+        generated = self.total - self.P if (self.arbiter is not None or self.trace is not None) else None  # [B]
         cand = d.candidates.contiguous()  # [B, N]
         parents = d.full("parents").contiguous()  # [B, N]
         N = cand.shape[1]
         t_tgt0 = self.target.seconds
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         t_tgt = self.target.seconds - t_tgt0
-        ls = ops.logit_stats(logits, cand, parents, validate=False) if (self.T == 0 or self.arbiter) else None
+        ls = ops.logit_stats(logits, cand, parents, validate=False) if self.arbiter is not None else None
         accept = feats = probs = hid = None
         if self.arbiter is not None and N > 1:
-            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, self.n_gen)  # [B, N, F]
+            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated)
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
             if self.use_hidden:  # both models' last hidden state at each node's parent
                 th = self.target.last_hidden  # [B, N, H_t]
@@ -149,26 +149,25 @@ class SpecEngine:
             p = p.reshape(B, N - 1).float()
             probs = torch.cat([torch.zeros(B, 1, device=self.dev), p], dim=1)  # [B, N]
             if self.sample_arbiter:
-                ids = self.rollout_ids[self.rows.to(self.dev)]
-                accept = hash_uniform(self.arbiter_seed, ids, self.n_gen, N) < probs
+                accept = hash_uniform(self.arbiter_seed, self.rollout_ids, generated, N) < probs
             else:
                 accept = probs >= self.threshold
             accept[:, 0] = False
-        if self.T == 0.0:
+        if self.T == 0.0 and ls is not None:  # the arbiter's features already needed the argmax
             v = ops.verify_tree(cand, parents, None, accept, target_argmax=ls.argmax, validate=False)
+        elif self.T == 0.0:  # reads only the rows of the nodes the walk visits
+            v = ops.verify_tree(cand, parents, logits, validate=False)
         else:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
             v = ops.verify_tree(cand, parents, logits, accept, self.T, u, validate=False)
         acc_tok = cand.gather(1, v.path.clamp(min=0))  # [B, N], root first
-        j = torch.arange(N, device=self.dev)
+        j = self.node_ids[:N]
         shifted = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
         new_tok = torch.where(j[None, :] == v.accept_len[:, None], v.next_token[:, None], shifted)
-        n_gen_before = self.n_gen.clone() if self.trace is not None else None
         kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
                                                  [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
         self.target.cache.rollback(root_slot, v.path)
-        self.total_h += acc + 1
-        self.n_gen_h += kept
+        self.total_h += kept
         if depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
             self.dlen_h = root_slot_h + (acc + 1).clamp(max=d.levels)
@@ -181,7 +180,7 @@ class SpecEngine:
         self.consulted += int(cons.sum())
         self.arbiter_accepted += int(arb.sum())
         if self.trace is not None:
-            self.trace.append(_trace_step(self, cand, parents, v, n_gen_before, feats, probs, accept, hid))
+            self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
         self._retire(fin.bool())
 
     def _retire(self, finished: torch.Tensor) -> None:
@@ -192,7 +191,7 @@ class SpecEngine:
         f = finished.nonzero()[:, 0]
         f_dev = f.to(self.dev)
         self.out[self.rows[f].to(self.dev)] = self.seq[f_dev, self.P : self.P + self.max_new]
-        self.out_len[self.rows[f]] = self.n_gen_h[f]
+        self.out_len[self.rows[f]] = self.total_h[f] - self.P
         keep = (~finished).nonzero()[:, 0]
         if keep.numel():
             upto = int(self.total_h[keep].max()) + 1
@@ -203,13 +202,12 @@ class SpecEngine:
             n = keep.numel()
             self.seq[:n] = self.seq[k]
             self.seq = self.seq[:n]  # a view: the buffer is kept
-            self.total, self.n_gen, self.dlen = self.total[k], self.n_gen[k], self.dlen[k]
+            self.total, self.dlen, self.rollout_ids = self.total[k], self.dlen[k], self.rollout_ids[k]
             self.pad = self.pad[k]
             self.target.pad = self.pad
             if self.draft_runner is not None:
                 self.draft_runner.pad = self.pad
-        self.rows, self.total_h, self.n_gen_h, self.dlen_h = (t[keep] for t in (self.rows, self.total_h, self.n_gen_h,
-                                                                               self.dlen_h))
+        self.rows, self.total_h, self.dlen_h = (t[keep] for t in (self.rows, self.total_h, self.dlen_h))
 
     def sequences(self, input_ids: torch.Tensor) -> torch.Tensor:
         """int64 [B, P + T] like generate(): the prompt, the new tokens, pad after each row's end."""
@@ -219,12 +217,12 @@ class SpecEngine:
         return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
 
 
-def _root_only(root: torch.Tensor) -> Draft:
-    """The tree of a round without drafting: the root alone (a plain decoding step)."""
-    dev = root.device
+def _root_only(dev: torch.device) -> tuple:
+    """The tree of a round without drafting, the root alone (a plain decoding step): the
+    Draft fields after `candidates`, built once."""
     z = torch.zeros(1, 1, dtype=torch.int64, device=dev)
-    return Draft(root[:, None], torch.full((1, 1), -1, dtype=torch.int64, device=dev), z,
-                 torch.ones(1, 1, 1, dtype=torch.bool, device=dev), z, None, 1, 0, None)
+    return (torch.full((1, 1), -1, dtype=torch.int64, device=dev), z, torch.ones(1, 1, 1, dtype=torch.bool, device=dev),
+            z, None, 1, 0, None)
 
 
 def _trace_step(eng: SpecEngine, cand, parents, v, n_gen_before, feats, probs, accept, hidden=None) -> dict:

@@ -46,10 +46,9 @@ class ModelRunner:
 
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids int64 [B, P] (left-padded) into slots [0, P) -> last-position logits [B, V]."""
-        B, P = input_ids.shape
+        P = input_ids.shape[1]
         positions = (torch.arange(P, device=input_ids.device)[None, :] - self.pad[:, None]).clamp(min=0)
-        slots = torch.arange(P, device=input_ids.device).expand(B, P)
-        kv = KVView(self.cache, slots, P, uniform_start=0)
+        kv = KVView(self.cache, P, uniform_start=0)
         logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1)
         return logits[:, -1]
 
@@ -64,8 +63,6 @@ class ModelRunner:
         Returns logits [B, n, V].
         """
         B, n = tokens.shape
-        ids = self.node_ids[node_lo : node_lo + n]
-        slots = root_slot[:, None] + ids  # [B, n]
         positions = (root_slot - self.pad)[:, None] + depth  # [B, n] or broadcast
         if not torch.is_tensor(depth) or depth.dim() == 0:
             positions = positions.expand(B, n)
@@ -73,7 +70,11 @@ class ModelRunner:
         s_used = s_max + node_lo + n
         uniform = s_max + node_lo if int(root_slot_host.min()) == s_max else None
         mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]), s_used)
-        return self._run(tokens, positions, mask, KVView(self.cache, slots, s_used, uniform_start=uniform))
+        if uniform is not None:
+            kv = KVView(self.cache, s_used, uniform_start=uniform)
+        else:
+            kv = KVView(self.cache, s_used, slots=root_slot[:, None] + self.node_ids[node_lo : node_lo + n])  # [B, n]
+        return self._run(tokens, positions, mask, kv)
 
     def keep_rows(self, keep: list[int], upto: int) -> None:
         self.cache.keep_rows(keep, upto)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Callable, Optional
 
 
@@ -40,6 +41,33 @@ def text_table(header, rows) -> str:
 def md_table(header, rows) -> str:
     align = ["---" if i < 2 else "---:" for i in range(len(header))]
     return "\n".join("| " + " | ".join(r) + " |" for r in [header, align] + rows)
+
+
+def noise_line(named_stats, bound: float = 0.25) -> Optional[str]:
+    """(name, pytest-benchmark stats) pairs -> how many have an interquartile range over
+    `bound` of their median, and the worst; None when there are none."""
+    spread = sorted((st["iqr"] / st["median"], name) for name, st in named_stats if st.get("median"))
+    if not spread:
+        return None
+    noisy = sum(x > bound for x, _ in spread)
+    x, name = spread[-1]
+    return (f"{noisy}/{len(spread)} benchmarks with IQR > {100 * bound:.0f}% of the median "
+            f"(worst {name}: {100 * x:.0f}%)")
+
+
+def render_tables(head: str, tables, markdown: bool, noise: Optional[str]) -> str:
+    """The summary text: a head line, each (title, note, header, rows, met, checked) table as
+    text or markdown, then the count of targets met and the noise line."""
+    parts = [f"_{head}_" if markdown else head]
+    for title, note, header, rows, _, _ in tables:
+        if markdown:
+            parts.append(f"### {title}\n\n{note}\n\n{md_table(header, rows)}")
+        else:
+            parts.append(textwrap.fill(f"== {title}: {note}", 100, subsequent_indent="   ") + "\n"
+                         + text_table(header, rows))
+    tail = f"targets met: {sum(t[4] for t in tables)}/{sum(t[5] for t in tables)}"
+    parts.append(f"{tail}; {noise}" if noise else tail)
+    return "\n\n".join(parts) + "\n"
 
 
 def cli(doc: str, default_json: str, load: Callable, render: Callable, build_tables: Callable, empty: str,

@@ -20,17 +20,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import (  # noqa: E402
     cli,
+    noise_line,
+    render_tables,
     fmt_time as _fmt_time,
     fmt_x as _x,
-    md_table as _md_table,
     ratio as _ratio,
-    text_table as _text_table,
     yes as _yes,
 )
 
@@ -199,34 +198,10 @@ def _machine_line(data, runs) -> str:
     return "; ".join(str(p) for p in parts if p)
 
 
-def _noise_line(runs, data, stat: str, bound: float = 0.25) -> Optional[str]:
-    by_name = {b["name"]: b["stats"] for b in data.get("benchmarks", [])}
-    spread = sorted((by_name[r.name]["iqr"] / by_name[r.name]["median"], r.name) for r in runs
-                    if by_name[r.name].get("median"))
-    if not spread:
-        return None
-    noisy = sum(x > bound for x, _ in spread)
-    x, name = spread[-1]
-    return (f"{noisy}/{len(spread)} benchmarks with IQR > {100 * bound:.0f}% of the median "
-            f"(worst {name}: {100 * x:.0f}%)")
-
-
 def render(data, runs, markdown: bool, stat: str = "median") -> str:
-    tables = build_tables(runs)
-    head = f"{_machine_line(data, runs)}; times: {stat} per call"
-    parts = [f"_{head}_" if markdown else head]
-    for title, note, header, rows, _, _ in tables:
-        if markdown:
-            parts.append(f"### {title}\n\n{note}\n\n{_md_table(header, rows)}")
-        else:
-            parts.append(textwrap.fill(f"== {title}: {note}", 100, subsequent_indent="   ") + "\n"
-                         + _text_table(header, rows))
-    tail = f"targets met: {sum(t[4] for t in tables)}/{sum(t[5] for t in tables)}"
-    noise = _noise_line(runs, data, stat)
-    if noise:
-        tail += f"; {noise}"
-    parts.append(tail)
-    return "\n\n".join(parts) + "\n"
+    by_name = {b["name"]: b["stats"] for b in data.get("benchmarks", [])}
+    noise = noise_line((r.name, by_name[r.name]) for r in runs)
+    return render_tables(f"{_machine_line(data, runs)}; times: {stat} per call", build_tables(runs), markdown, noise)
 
 
 def main(argv=None) -> int:

@@ -17,18 +17,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 from collections import defaultdict
 from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import (  # noqa: E402
     cli,
+    noise_line,
+    render_tables,
     fmt_time as _fmt_time,
     fmt_x as _fmt_x,
-    md_table as _md_table,
     ratio as _ratio,
-    text_table as _text_table,
     yes as _yes,
 )
 
@@ -177,37 +176,9 @@ def _machine_line(data) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _noise_line(data, bound: float = 0.25) -> Optional[str]:
-    """How many benchmarks have an interquartile range over `bound` of their median, and the worst."""
-    spread = sorted(
-        (b["stats"]["iqr"] / b["stats"]["median"], b["name"])
-        for b in data.get("benchmarks", []) if (b.get("stats") or {}).get("median")
-    )
-    if not spread:
-        return None
-    noisy = sum(r > bound for r, _ in spread)
-    r, name = spread[-1]
-    return (f"{noisy}/{len(spread)} benchmarks with IQR > {100 * bound:.0f}% of the median "
-            f"(worst {name}: {100 * r:.0f}%)")
-
-
 def render(data, by_op, markdown: bool, stat: str = "median") -> str:
-    tables = build_tables(by_op)
-    met = sum(t[4] for t in tables)
-    checked = sum(t[5] for t in tables)
-    head = f"{_machine_line(data)}; times: {stat} per call"
-    parts = [f"_{head}_" if markdown else head]
-    for op, note, header, rows, _, _ in tables:
-        if markdown:
-            parts.append(f"### {op}\n\n{note}\n\n{_md_table(header, rows)}")
-        else:
-            parts.append(textwrap.fill(f"== {op}: {note}", 100, subsequent_indent="   ") + "\n" + _text_table(header, rows))
-    tail = f"targets met: {met}/{checked}"
-    noise = _noise_line(data)
-    if noise:
-        tail += f"; {noise}"
-    parts.append(tail)
-    return "\n\n".join(parts) + "\n"
+    noise = noise_line((b["name"], b.get("stats") or {}) for b in data.get("benchmarks", []))
+    return render_tables(f"{_machine_line(data)}; times: {stat} per call", build_tables(by_op), markdown, noise)
 
 
 def main(argv=None) -> int:

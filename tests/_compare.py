@@ -35,3 +35,24 @@ def assert_close_vs_torch(name: str, got: torch.Tensor, ref: torch.Tensor, same_
     if worst > bound:
         flat = int(((got - ref).abs().nan_to_num(0) == worst).nonzero()[0].sum())
         raise AssertionError(f"{name}: max error {worst:.3g} > bound {bound:.3g} (near flat index {flat})")
+
+
+ISAS = ("avx512", "avx2", "base")
+
+
+def run_under_isas(tmp_path, script_text: str) -> dict:
+    """Runs `script_text` (which saves a list of tensors to sys.argv[1]) once per CPU kernel
+    build, COSPEC_CPU_ISA = avx512 / avx2 / base, each in a fresh process; returns
+    {isa: the saved list}."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "isa.py"
+    script.write_text(script_text)
+    results = {}
+    for isa in ISAS:
+        out = tmp_path / f"{isa}.pt"
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=dict(os.environ, COSPEC_CPU_ISA=isa))
+        results[isa] = torch.load(out)
+    return results

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from cospec_ext import ops, reference
 from _trees import DEVICES, DTYPES
-from _compare import assert_close_vs_torch
+from _compare import assert_close_vs_torch, run_under_isas
 
 
 def make_weights(Fdim, H1, H2, gen):
@@ -59,12 +59,8 @@ def test_non_contiguous_features(gen):
 def test_all_isa_builds_agree(tmp_path):
     """The AVX-512, AVX2 and portable builds of the CPU kernel give the same scores (up to
     float32 rounding: their FMA use and lane order in the output dot product differ)."""
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "isa.py"
-    script.write_text(
+    results = run_under_isas(
+        tmp_path,
         "import torch, cospec_ext, sys\n"
         "g = torch.Generator().manual_seed(0)\n"
         "outs = []\n"
@@ -78,14 +74,8 @@ def test_all_isa_builds_agree(tmp_path):
         "        for act in ('gelu', 'relu'):\n"
         "            outs.append(cospec_ext.ops.arbiter_score(x.to(dt), w1, b1, w2, b2, w_out=wo,\n"
         "                                                     b_out=bo, activation=act))\n"
-        "torch.save(outs, sys.argv[1])\n"
+        "torch.save(outs, sys.argv[1])\n",
     )
-    results = {}
-    for isa in ("avx512", "avx2", "base"):
-        out = tmp_path / f"{isa}.pt"
-        env = dict(os.environ, COSPEC_CPU_ISA=isa)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env)
-        results[isa] = torch.load(out)
     for isa in ("avx2", "base"):
         for i, (a, b) in enumerate(zip(results["avx512"], results[isa])):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=5e-6, msg=f"{isa}, case {i}")

@@ -7,7 +7,7 @@ import torch
 
 from cospec_ext import ops, reference
 from _trees import DEVICES, DTYPES, make_tree_inputs
-from _compare import assert_close_vs_torch, assert_equal
+from _compare import assert_close_vs_torch, assert_equal, run_under_isas
 
 SHAPES = [  # (kind, B, N, V)
     ("chain", 1, 1, 7),
@@ -88,11 +88,8 @@ def test_non_contiguous_inputs(device, gen):
 
 def test_all_isa_builds_agree(tmp_path):
     """The AVX-512, AVX2 and portable builds of the row kernel give the same answers."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "isa.py"
-    script.write_text(
+    results = run_under_isas(
+        tmp_path,
         "import torch, cospec_ext, sys\n"
         "g = torch.Generator().manual_seed(0)\n"
         "x = torch.randn(3, 5, 40013, generator=g) * 4\n"
@@ -100,14 +97,8 @@ def test_all_isa_builds_agree(tmp_path):
         "outs = []\n"
         "for dt in (torch.float32, torch.float16, torch.bfloat16):\n"
         "    outs += list(cospec_ext.ops.logit_stats(x.to(dt)))\n"
-        "torch.save(outs, sys.argv[1])\n"
+        "torch.save(outs, sys.argv[1])\n",
     )
-    results = {}
-    for isa in ("avx512", "avx2", "base"):
-        out = tmp_path / f"{isa}.pt"
-        env = dict(__import__("os").environ, COSPEC_CPU_ISA=isa)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env)
-        results[isa] = torch.load(out)
     for isa in ("avx2", "base"):
         for a, b in zip(results["avx512"], results[isa]):
             if a.dtype == torch.int64:

@@ -100,8 +100,7 @@ def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None 
                     continue
                 path = [int(x) for x in st["path"][b].tolist() if x >= 0]
                 pos = int(st["position"][b])
-                prompt = ids[row][ids[row] != task.pad_id].tolist() if task.pad_id != task.eos_id else \
-                    ids[row].tolist()
+                prompt = task.encode([chunk[row]["question"]])[0][0].tolist()  # unpadded
                 for i in cons:
                     p = int(st["parents"][b, i])
                     k = path.index(p)

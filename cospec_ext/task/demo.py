@@ -111,26 +111,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cospec demo: {len(test)} test problems (seed {args.seed}), {len(val)} validation problems; "
           f"tree {args.tree}, batch {args.batch}, {args.threads} threads")
 
-    # baselines' parameters: best validation accuracy (ties: longer accepted length), never the test split
+    def best_on_validation(options, run):
+        """The option whose run on the validation split is most accurate (ties: the longer
+        accepted length, so the choice is deterministic) -> (option, accuracy)."""
+        scored = []
+        for o in options:
+            r = run(o)
+            scored.append(((r.accuracy, r.mean_accept_len or 0.0), o))
+        key, o = max(scored, key=lambda x: x[0])  # max keeps the first of equal keys
+        return o, key[0]
+
+    # baselines' parameters and the arbiter's threshold: chosen on validation, never on test
     chosen = {}
     for family, grid in candidates().items():
-        best = None
-        for h in grid:
-            r, _ = run_method(h.name, target, draft, task, val, mode="cospec", arbiter=h, **common)
-            key = (r.accuracy, r.mean_accept_len or 0.0)  # ties: the longer accepted length (deterministic)
-            if best is None or key > best[0]:
-                best = (key, h)
-        chosen[family] = best[1]
-        print(f"  validation: {family} -> {best[1].name} (accuracy {best[0][0]:.3f})")
-    if args.threshold is None:  # the arbiter's threshold, chosen the same way
-        best = None
-        for t in THRESHOLDS:
-            r, _ = run_method(f"cospec@{t}", target, draft, task, val, mode="cospec", arbiter=arb, threshold=t, **common)
-            key = (r.accuracy, r.mean_accept_len or 0.0)  # ties: the longer accepted length (deterministic)
-            if best is None or key > best[0]:
-                best = (key, t)
-        args.threshold = best[1]
-        print(f"  validation: cospec -> threshold {args.threshold:g} (accuracy {best[0][0]:.3f})")
+        h, acc = best_on_validation(grid, lambda h: run_method(h.name, target, draft, task, val, mode="cospec",
+                                                                arbiter=h, **common)[0])
+        chosen[family] = h
+        print(f"  validation: {family} -> {h.name} (accuracy {acc:.3f})")
+    if args.threshold is None:
+        args.threshold, acc = best_on_validation(THRESHOLDS, lambda t: run_method(
+            f"cospec@{t}", target, draft, task, val, mode="cospec", arbiter=arb, threshold=t, **common)[0])
+        print(f"  validation: cospec -> threshold {args.threshold:g} (accuracy {acc:.3f})")
 
     results = {}
     results["target"], _ = run_method("target", target, draft, task, test, mode="target", **common)
@@ -154,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     ana = target_path_analysis(target, draft, task, test, args.max_new_tokens)
     agree = decision_agreement(target, task, runs, args.max_new_tokens)
     table = {name: r.as_dict() for name, r in results.items()}
-    table["draft"]["target_forwards_per_token"] = 0.0
     from .evaluate import wilson
 
     k = sum(ana["oracle_correct"])

@@ -29,6 +29,7 @@ class MethodResult:
     consulted: int = 0
     accepted: int = 0
     speedup: float | None = None
+    uses_target: bool = True  # False for draft-only decoding: no target forwards at all
     params: dict = field(default_factory=dict)
 
     @property
@@ -48,6 +49,8 @@ class MethodResult:
 
     @property
     def target_forwards_per_token(self) -> float | None:
+        if not self.uses_target:
+            return 0.0
         return (self.row_rounds + self.n) / self.new_tokens if self.new_tokens and self.row_rounds else None
 
     @property
@@ -86,7 +89,7 @@ def run_method(name, target, draft, task, problems, *, mode, arbiter=None, thres
                batch=50, max_new_tokens=64, return_trace=False, params=None):
     """Decodes every problem (in batches) with one method -> (MethodResult, per-batch outputs
     when return_trace)."""
-    res, outs = MethodResult(name, [], params=params or {}), []
+    res, outs = MethodResult(name, [], params=params or {}, uses_target=mode != "draft"), []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
         ids, mask = task.encode([p["question"] for p in chunk])

@@ -43,6 +43,21 @@ def md_table(header, rows) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in [header, align] + rows)
 
 
+def machine_parts(data: dict, threads=None) -> list[str]:
+    """CPU, cores, torch (threads), commit and date of a pytest-benchmark JSON (threads: the
+    count the benchmarks set, default the one machine_info records)."""
+    mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
+    cpu = mi.get("cpu", {})
+    threads = mi.get("torch_threads", "?") if threads is None else threads
+    return [
+        cpu.get("brand_raw") or mi.get("processor", "?"),
+        f"{cpu.get('count', '?')} cores",
+        f"torch {mi.get('torch', '?')} ({threads} threads)",
+        f"commit {str(ci.get('id', '?'))[:10]}{' (dirty)' if ci.get('dirty') else ''}",
+        data.get("datetime", "")[:19],
+    ]
+
+
 def noise_line(named_stats, bound: float = 0.25) -> Optional[str]:
     """(name, pytest-benchmark stats) pairs -> how many have an interquartile range over
     `bound` of their median, and the worst; None when there are none."""

@@ -25,6 +25,7 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import (  # noqa: E402
     cli,
+    machine_parts,
     noise_line,
     render_tables,
     fmt_time as _fmt_time,
@@ -181,19 +182,10 @@ def build_tables(runs):
 
 
 def _machine_line(data, runs) -> str:
-    mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
-    cpu = mi.get("cpu", {})
     info = runs[0].info if runs else {}
-    parts = [
-        cpu.get("brand_raw") or mi.get("processor", "?"),
-        f"{cpu.get('count', '?')} cores",
-        f"torch {mi.get('torch', '?')} ({info.get('threads', mi.get('torch_threads', '?'))} threads)",
-        f"commit {str(ci.get('id', '?'))[:10]}{' (dirty)' if ci.get('dirty') else ''}",
-        data.get("datetime", "")[:19],
-        info.get("model", ""),
-        f"{info.get('timed_rounds', '?')} timed calls per case",
-    ]
-    if mi.get("cospec_quick") or info.get("timed_rounds") == 1:
+    parts = machine_parts(data, info.get("threads")) + [
+        info.get("model", ""), f"{info.get('timed_rounds', '?')} timed calls per case"]
+    if data.get("machine_info", {}).get("cospec_quick") or info.get("timed_rounds") == 1:
         parts.append("QUICK run (smoke test: figures not meaningful)")
     return "; ".join(str(p) for p in parts if p)
 

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table import (  # noqa: E402
     cli,
+    machine_parts,
     noise_line,
     render_tables,
     fmt_time as _fmt_time,
@@ -162,16 +163,8 @@ def build_tables(by_op):
 
 
 def _machine_line(data) -> str:
-    mi, ci = data.get("machine_info", {}), data.get("commit_info", {})
-    cpu = mi.get("cpu", {})
-    parts = [
-        cpu.get("brand_raw") or mi.get("processor", "?"),
-        f"{cpu.get('count', '?')} cores",
-        f"torch {mi.get('torch', '?')} ({mi.get('torch_threads', '?')} threads)",
-        f"commit {str(ci.get('id', '?'))[:10]}{' (dirty)' if ci.get('dirty') else ''}",
-        data.get("datetime", "")[:19],
-    ]
-    if mi.get("cospec_quick"):
+    parts = machine_parts(data)
+    if data.get("machine_info", {}).get("cospec_quick"):
         parts.append("QUICK run (smallest shapes only)")
     return "; ".join(p for p in parts if p)
 

@@ -1,16 +1,21 @@
 """`cospec_ext.Arbiter`: the learned policy consulted at draft/target mismatches.
 
     z = (x - mean) / std                       x float32 [M, F] (columns `feature_names`)
-    [z = concat(z, P hs)]                      optional: hs [M, H_t + H_d], the target's and the
-                                               draft's last hidden states at the node's parent,
-                                               projected to `proj_dim` (a library matmul)
+    [z = concat(z, P hs)]                      optional: hs [M, sum(hidden_sizes)], the models'
+                                               last hidden states named by `hidden_inputs`
+                                               (target/draft at the parent, target at the
+                                               candidate; engine/features.py), projected to
+                                               `proj_dim` (a library matmul)
     h = act(z W1^T + b1) [-> act(h W2^T + b2)]
     logit = h . w_out + b_out;  p = sigmoid(logit)  = P(accepting the draft's token leads
                                                       to a correct final answer)
 `forward` is the differentiable torch composition (training); `predict_proba` folds the
 normalisation into the first layer and runs the fused `arbiter_score` kernel (decoding).
 Saved as safetensors (weights) + JSON (version, feature names, sizes, activation,
-normalisation); loading never unpickles.
+normalisation); loading never unpickles. A `validation.json` beside them (written by
+`cospec train`'s validation stage) holds the threshold chosen on validation data, which
+`threshold` then defaults to; files of format 1 (parent features, two hidden inputs)
+still load.
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import ops
-from .engine.features import FEATURE_NAMES
+from .engine.features import FEATURE_NAMES, HIDDEN_INPUTS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Arbiter(torch.nn.Module):
     def __init__(self, feature_names: Sequence[str] = FEATURE_NAMES, hidden: Sequence[int] = (32, 16),
                  activation: str = "gelu", mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
-                 hidden_sizes: Sequence[int] | None = None, proj_dim: int = 8):
+                 hidden_sizes: Sequence[int] | None = None, proj_dim: int = 8,
+                 hidden_inputs: Sequence[str] | None = None):
         super().__init__()
         names = tuple(feature_names)
         bad = [n for n in names if n not in FEATURE_NAMES]
@@ -49,10 +55,16 @@ class Arbiter(torch.nn.Module):
         self.register_buffer("std", torch.ones(F_) if std is None else torch.as_tensor(std, dtype=torch.float32))
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes) if hidden_sizes else None
         self.proj_dim = int(proj_dim) if self.hidden_sizes else 0
+        self.hidden_inputs = None
+        self.threshold = 0.5  # the decision threshold; validation.json beside a saved arbiter sets it
+        self.validation: dict | None = None
         if self.hidden_sizes:
-            if len(self.hidden_sizes) != 2 or min(self.hidden_sizes) < 1 or not 1 <= self.proj_dim <= 256:
-                raise ValueError(f"`hidden_sizes` must be (target width, draft width) and 1 <= proj_dim <= 256, got "
-                                 f"{hidden_sizes}, {proj_dim}")
+            names = tuple(hidden_inputs) if hidden_inputs else HIDDEN_INPUTS[:2]
+            if (len(self.hidden_sizes) != len(names) or min(self.hidden_sizes) < 1 or not 1 <= self.proj_dim <= 256
+                    or any(n not in HIDDEN_INPUTS for n in names) or len(set(names)) != len(names)):
+                raise ValueError(f"`hidden_sizes` {hidden_sizes} must give one width per hidden input {list(names)} "
+                                 f"(names from {list(HIDDEN_INPUTS)}) and 1 <= proj_dim <= 256 (got {proj_dim})")
+            self.hidden_inputs = names
             self.proj = torch.nn.Linear(sum(self.hidden_sizes), self.proj_dim)
         widths = [F_ + self.proj_dim, *self.hidden]
         self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
@@ -106,7 +118,8 @@ class Arbiter(torch.nn.Module):
     def config(self) -> dict:
         return {"format": "cospec-arbiter", "version": FORMAT_VERSION, "feature_names": list(self.feature_names),
                 "hidden": list(self.hidden), "activation": self.activation,
-                "hidden_sizes": list(self.hidden_sizes) if self.hidden_sizes else None, "proj_dim": self.proj_dim}
+                "hidden_sizes": list(self.hidden_sizes) if self.hidden_sizes else None, "proj_dim": self.proj_dim,
+                "hidden_inputs": list(self.hidden_inputs) if self.hidden_inputs else None}
 
     def save(self, path: str | os.PathLike) -> str:
         """Writes <dir>/arbiter.json + <dir>/arbiter.safetensors (path: a directory); returns the dir."""
@@ -121,18 +134,24 @@ class Arbiter(torch.nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Arbiter":
         """Loads a saved arbiter from its directory (or its .json / .safetensors file)."""
-        path = os.fspath(path)
-        if not os.path.isdir(path):
+        given = path = os.fspath(path)
+        if not os.path.isdir(path) and os.path.basename(path) in ("arbiter.json", "arbiter.safetensors"):
             path = os.path.dirname(path) or "."
         cfg_path, w_path = os.path.join(path, "arbiter.json"), os.path.join(path, "arbiter.safetensors")
         if not (os.path.isfile(cfg_path) and os.path.isfile(w_path)):
-            raise FileNotFoundError(f"no saved arbiter in {path!r} (expected arbiter.json and arbiter.safetensors)")
+            raise FileNotFoundError(f"no saved arbiter at {given!r} (expected a directory with arbiter.json and "
+                                    "arbiter.safetensors)")
         with open(cfg_path) as f:
             cfg = json.load(f)
         if cfg.get("format") != "cospec-arbiter" or int(cfg.get("version", -1)) > FORMAT_VERSION:
             raise ValueError(f"{cfg_path}: not a cospec arbiter of format version <= {FORMAT_VERSION}: "
                              f"{cfg.get('format')!r} v{cfg.get('version')}")
         arb = cls(cfg["feature_names"], cfg["hidden"], cfg["activation"], hidden_sizes=cfg.get("hidden_sizes"),
-                  proj_dim=cfg.get("proj_dim") or 8)
+                  proj_dim=cfg.get("proj_dim") or 8, hidden_inputs=cfg.get("hidden_inputs"))
         arb.load_state_dict(load_file(w_path))
+        val_path = os.path.join(path, "validation.json")
+        if os.path.isfile(val_path):
+            with open(val_path) as f:
+                arb.validation = json.load(f)
+            arb.threshold = float(arb.validation.get("threshold", 0.5))
         return arb.to(device).eval()

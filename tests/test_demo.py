@@ -20,21 +20,31 @@ def assets(tmp_path_factory):
 
 
 def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):
+    """No validation.json beside the arbiter: the demo chooses on validation problems first
+    (and saves the choice beside its JSON), then reports two seeds and their pool."""
     out = tmp_path / "demo.json"
-    rc = demo_main(["--seed", "3", "--n", "12", "--val-n", "6", "--max-new-tokens", "20", "--json", str(out),
-                    "--plot", str(tmp_path / "p.png"), "--target", str(assets / "target"),
-                    "--draft", str(assets / "draft"), "--arbiter", str(assets / "arbiter")])
+    rc = demo_main(["--seeds", "3,4", "--n", "12", "--val-n", "6", "--timing-n", "4", "--repeats", "3",
+                    "--max-new-tokens", "20", "--json", str(out), "--plot", str(tmp_path / "p.png"),
+                    "--target", str(assets / "target"), "--draft", str(assets / "draft"),
+                    "--arbiter", str(assets / "arbiter")])
     assert rc == 0
     res = json.loads(out.read_text())
+    assert res["seeds"] == [3, 4] and res["validation"]["n"] == 6
+    assert json.loads((tmp_path / "validation.json").read_text())["threshold"] == res["threshold"]
     for m in ("target", "draft", "spd", "cospec", "oracle"):
-        r = res["methods"][m]
-        assert r["n"] == 12 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
-    assert res["methods"]["target"]["speedup"] == pytest.approx(1.0)
-    assert res["methods"]["spd"]["mean_accept_len"] >= 1.0
-    assert set(res["cospec_minus_target"]) >= {"diff", "ci_low", "ci_high"}
-    assert len(res["threshold_sweep"]) == 5
-    assert res["methods"]["oracle"]["accuracy"] >= res["methods"]["target"]["accuracy"]
-    assert "method" in capsys.readouterr().out
+        r = res["pooled"][m]
+        assert r["n"] == 24 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+        if m != "oracle":
+            assert res["per_seed"]["3"]["methods"][m]["n"] == 12
+    assert res["pooled"]["target"]["speedup"] == pytest.approx(1.0)
+    assert len(res["pooled"]["spd"]["speedup_repeats"]) == 3
+    assert res["pooled"]["spd"]["mean_accept_len"] >= 1.0
+    for key in ("cospec_minus_target", "cospec_minus_best_heuristic"):
+        assert set(res["comparisons"][key]) >= {"diff", "ci_low", "ci_high", "n"}
+        assert res["comparisons"][key]["n"] == 24
+    assert len(res["threshold_sweep"]) == 9
+    assert res["pooled"]["oracle"]["accuracy"] >= res["pooled"]["target"]["accuracy"]
+    assert (tmp_path / "p.png").exists() and "pooled over seeds" in capsys.readouterr().out
 
 
 def test_baseline_rules():

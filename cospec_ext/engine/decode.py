@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .adapter import as_adapter
-from .features import FEATURE_NAMES, check_arbiter
+from .features import FEATURE_NAMES, HIDDEN_INPUTS, check_arbiter, hidden_inputs_of
 from .loop import SpecEngine
 from .tree import TreeSpec, parse_tree
 
@@ -131,7 +131,7 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
 
 
 def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str = "spd", arbiter=None,
-           threshold: float = 0.5, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
+           threshold: float | None = None, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
            temperature: float = 0.0, eos_token_id=None, pad_token_id=None, seed: int | None = None,
            return_trace: bool = False, rollout_ids: torch.Tensor | None = None) -> DecodeOutput:
     """Decodes a batch of left-padded prompts.
@@ -141,6 +141,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         output follows the target's distribution); "cospec" spd that consults `arbiter` at
         every draft candidate whose token differs from the target's choice and accepts it
         when the arbiter's probability >= threshold (or a Bernoulli draw, sample_arbiter).
+    threshold: None takes the arbiter's own `threshold` attribute (a saved Arbiter's is the one
+        chosen on validation data, stored in its validation.json), else 0.5.
     target, draft: transformers causal LMs with a shared vocabulary on one device and
         dtype, or ModelAdapter objects.
     input_ids: int64 [B, P]; attention_mask: [B, P] of 0/1, zeros on the left.
@@ -160,8 +162,6 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     temperature = float(temperature)
     if not (temperature >= 0.0 and temperature != float("inf")):
         raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
-    if not (0.0 <= float(threshold) <= 1.0):
-        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
     spec: TreeSpec = parse_tree(tree)
     arb_cols = None
     if mode == "cospec":
@@ -172,8 +172,13 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
 
             arbiter = Arbiter.load(arbiter)
         arb_cols = check_arbiter(arbiter)
+        if threshold is None:
+            threshold = getattr(arbiter, "threshold", None)
     elif arbiter is not None:
         raise ValueError(f"`arbiter` is only used with mode='cospec', got mode={mode!r}")
+    threshold = 0.5 if threshold is None else threshold
+    if not (0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}")
     if target is None and mode != "draft":
         raise ValueError(f"mode={mode!r} needs a `target` model")
     if draft is None and mode != "target":
@@ -189,9 +194,14 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
             raise ValueError(f"draft and target have different dtypes: {tgt.dtype} vs {drf.dtype}")
     hs = getattr(arbiter, "hidden_sizes", None) if mode == "cospec" else None
     if hs is not None:
-        got = (getattr(tgt, "hidden_size", None), getattr(drf, "hidden_size", None))
+        names = hidden_inputs_of(arbiter)
+        bad = [n for n in names if n not in HIDDEN_INPUTS]
+        if bad or len(names) != len(hs):
+            raise ValueError(f"`arbiter` hidden_inputs {list(names)} must name one of {list(HIDDEN_INPUTS)} per entry "
+                             f"of hidden_sizes {list(hs)}")
+        got = tuple(getattr(tgt if n.startswith("t_") else drf, "hidden_size", None) for n in names)
         if tuple(hs) != got:
-            raise ValueError(f"`arbiter` reads hidden states of widths (target, draft) = {tuple(hs)} but the models "
+            raise ValueError(f"`arbiter` reads hidden states {list(names)} of widths {tuple(hs)} but the models "
                              f"have {got}")
     verifier = drf if mode == "draft" else tgt
     drafter = drf if mode in ("spd", "cospec") else None

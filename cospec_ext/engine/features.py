@@ -11,8 +11,24 @@ one float32 row of FEATURE_NAMES:
     depth         depth of i in the tree (1 = child of the root)
     sibling_rank  i's rank among p's children (0 = the draft's first choice)
     position      tokens generated before this round + depth (place in the answer)
+At the candidate itself (the target has read cand_i: target_logits[b, i], which the
+verification forward already computed; Judge Decoding's signal):
+    tc_logp_top   log max_v p_target(v | i)         tc_entropy    entropy of p_target(. | i)
+    tc_margin     top-1 minus top-2 target logit at i
+How the target receives the draft's continuation beyond the mismatch, along i's first
+child (the draft's preferred continuation) down to the tree's end:
+    la_len        drafted tokens below i on that path (0 at the deepest level)
+    la_accept     how many of them, in a row from i, equal the target's greedy choice
+    la_logp_next  log p_target(first child's token | i)   (0 when la_len = 0)
+    la_logp_mean  mean of log p_target(token | its parent) over the la_len tokens (0 when none)
 Target statistics come from logit_stats over the verification logits, draft statistics
 from logit_stats over the draft's logits while drafting.
+
+Hidden inputs (arbiters with `hidden_sizes`): per name in `hidden_inputs` (default
+("t_parent", "d_parent")) the last hidden state of
+    t_parent      the target at i's parent        d_parent      the draft at i's parent
+    t_cand        the target at i (after reading cand_i)
+concatenated in that order, float32 [.., sum(hidden_sizes)].
 """
 
 from __future__ import annotations
@@ -27,7 +43,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "t_logp_cand", "t_logp_top", "t_entropy", "t_margin", "t_rank",
     "d_logp_cand", "d_logp_top", "d_entropy", "d_margin", "kl_dt",
     "depth", "sibling_rank", "position",
+    "tc_logp_top", "tc_entropy", "tc_margin",
+    "la_len", "la_accept", "la_logp_next", "la_logp_mean",
 )
+# The columns read before candidate features existed (arbiter files of that time list them).
+PARENT_FEATURES: tuple[str, ...] = FEATURE_NAMES[:13]
+CANDIDATE_FEATURES: tuple[str, ...] = FEATURE_NAMES[13:]
+HIDDEN_INPUTS: tuple[str, ...] = ("t_parent", "d_parent", "t_cand")
 
 
 @runtime_checkable
@@ -60,18 +82,25 @@ def check_arbiter(arbiter) -> list[int]:
     return [FEATURE_NAMES.index(n) for n in names]
 
 
+def hidden_inputs_of(arbiter) -> tuple[str, ...]:
+    """The hidden inputs an arbiter with `hidden_sizes` reads (default: both models at the parent)."""
+    return tuple(getattr(arbiter, "hidden_inputs", None) or HIDDEN_INPUTS[:2])
+
+
 def node_features(ls: LogitStats, target_logits: torch.Tensor, candidates: torch.Tensor, parents: torch.Tensor,
-                  depth: torch.Tensor, rank: torch.Tensor, draft_stats: dict, n_generated: torch.Tensor) -> torch.Tensor:
+                  depth: torch.Tensor, rank: torch.Tensor, draft_stats: dict, n_generated: torch.Tensor,
+                  levels: int) -> torch.Tensor:
     """Features of every node, float32 [B, N, len(FEATURE_NAMES)] (the root's row is unused).
 
     ls: logit_stats over target_logits [B, N, V] with (candidates, parents) int64 [B, N];
     depth, rank: int64 [B or 1, N]; draft_stats: float32 [B, N] tensors d_logp_cand,
     d_logp_top, d_entropy, d_margin (at each node's parent) and the draft's parent logits
-    d_parent_logits [B, N, V]; n_generated: int64 [B].
+    d_parent_logits [B, N, V]; n_generated: int64 [B]; levels: the tree's depth.
     """
     B, N, V = target_logits.shape
     p = parents.expand(B, N).clamp(min=0)  # [B, N]
-    top = (ls.max_logit - ls.logsumexp).gather(1, p)
+    t_top = ls.max_logit - ls.logsumexp  # [B, N] at each node itself
+    top = t_top.gather(1, p)
     ent, margin = ls.entropy.gather(1, p), ls.margin.gather(1, p)
     par_logits = target_logits.gather(1, p[..., None].expand(B, N, V))  # [B, N, V] rows of the parents
     cand_logit = par_logits.gather(2, candidates[..., None])  # [B, N, 1]
@@ -80,11 +109,39 @@ def node_features(ls: LogitStats, target_logits: torch.Tensor, candidates: torch
     t_logp = torch.log_softmax(par_logits.float(), -1)
     kl = (d_logp.exp() * (d_logp - t_logp)).sum(-1).clamp(min=0)  # [B, N]
     dep = depth.expand(B, N).float()
+    la_len, la_acc, la_next, la_sum = lookahead(ls, candidates, parents.expand(B, N), levels)
     cols = [ls.cand_logprob, top, ent, margin.clamp(max=1e4), torch.log1p(above.float()),
             draft_stats["d_logp_cand"], draft_stats["d_logp_top"], draft_stats["d_entropy"],
             draft_stats["d_margin"].clamp(max=1e4), kl, dep, rank.expand(B, N).float(),
-            n_generated[:, None].float() + dep]
+            n_generated[:, None].float() + dep,
+            t_top, ls.entropy, ls.margin.clamp(max=1e4),
+            la_len, la_acc, la_next, la_sum / la_len.clamp(min=1)]
     return torch.stack([c.float() for c in cols], dim=-1)
+
+
+def lookahead(ls: LogitStats, candidates: torch.Tensor, parents: torch.Tensor, levels: int):
+    """Along each node's first-child path (children in increasing index are the draft's
+    preference order) -> float32 [B, N] each: la_len (nodes below on that path), la_accept
+    (how many in a row equal the target's argmax at their parent), log p_target of the first
+    child's token (0 if none) and the sum of log p_target over the path. parents int64 [B, N]."""
+    B, N = candidates.shape
+    dev = candidates.device
+    ids = torch.arange(N, device=dev).expand(B, N)
+    # first child: the smallest j whose parent is i; N where i has none
+    fc = torch.full((B, N + 1), N, dtype=torch.int64, device=dev)
+    fc.scatter_reduce_(1, torch.where(parents >= 0, parents, N)[:, 1:], ids[:, 1:], reduce="amin")
+    fc = fc[:, :N]  # [B, N]
+    has = fc < N
+    fcc = fc.clamp(max=N - 1)
+    ok = has & (ls.argmax == candidates.gather(1, fcc))  # the target accepts the first child
+    lp_fc = torch.where(has, ls.cand_logprob.gather(1, fcc), torch.zeros((), device=dev))  # [B, N]
+    zero = torch.zeros(B, N, device=dev)
+    n, acc, tot = zero, zero, zero
+    for _ in range(max(int(levels), 0)):  # each pass extends every path by one node
+        n = torch.where(has, 1 + n.gather(1, fcc), zero)
+        acc = torch.where(ok, 1 + acc.gather(1, fcc), zero)
+        tot = torch.where(has, lp_fc + tot.gather(1, fcc), zero)
+    return n, acc, lp_fc, tot
 
 
 class ConstantArbiter:

@@ -21,7 +21,7 @@ from .. import ops
 from .adaptive import DepthController
 from .adapter import ModelAdapter
 from .draft import Draft, Drafter
-from .features import node_features
+from .features import hidden_inputs_of, node_features
 from .runner import ModelRunner
 from .tree import TreeSpec
 
@@ -64,9 +64,10 @@ class SpecEngine:
         self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None
         self.drafter = Drafter(self.draft_runner, spec) if depth else None
         self.use_hidden = arbiter is not None and getattr(arbiter, "hidden_sizes", None) is not None
+        self.hidden_inputs = hidden_inputs_of(arbiter) if self.use_hidden else ()
         if self.use_hidden:
             self.target.want_hidden = True
-            if self.draft_runner is not None:
+            if self.draft_runner is not None and "d_parent" in self.hidden_inputs:
                 self.draft_runner.want_hidden = True
         self.dlen = torch.full((B,), P, dtype=torch.int64, device=dev)
         self.dlen_h = torch.full((B,), P, dtype=torch.int64)
@@ -137,12 +138,10 @@ class SpecEngine:
         ls = ops.logit_stats(logits, cand, parents, validate=False) if self.arbiter is not None else None
         accept = feats = probs = hid = None
         if self.arbiter is not None and N > 1:
-            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated)
+            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated, d.levels)
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
-            if self.use_hidden:  # both models' last hidden state at each node's parent
-                th = self.target.last_hidden  # [B, N, H_t]
-                th = th.gather(1, parents.clamp(min=0)[..., None].expand(B, N, th.shape[-1]))
-                hid = torch.cat([th, d.stats["d_parent_hidden"]], dim=-1).float()  # [B, N, H_t + H_d]
+            if self.use_hidden:  # the models' last hidden states the arbiter reads (features.py)
+                hid = self._hidden(parents, d)  # [B, N, sum(hidden_sizes)]
                 p = self.arbiter.predict_proba(x, hidden=hid[:, 1:].reshape(B * (N - 1), -1))
             else:
                 p = self.arbiter.predict_proba(x)
@@ -182,6 +181,17 @@ class SpecEngine:
         if self.trace is not None:
             self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
         self._retire(fin.bool())
+
+    def _hidden(self, parents: torch.Tensor, d: Draft) -> torch.Tensor:
+        """float32 [B, N, sum(hidden_sizes)]: per hidden input, the last hidden state of the
+        target at each node's parent (t_parent) or at the node (t_cand), or of the draft at the
+        parent (d_parent)."""
+        th = self.target.last_hidden  # [B, N, H_t]
+        B, N, H = th.shape
+        parts = {"t_cand": lambda: th,
+                 "t_parent": lambda: th.gather(1, parents.clamp(min=0)[..., None].expand(B, N, H)),
+                 "d_parent": lambda: d.stats["d_parent_hidden"]}
+        return torch.cat([parts[k]() for k in self.hidden_inputs], dim=-1).float()
 
     def _retire(self, finished: torch.Tensor) -> None:
         """Writes the rows that finished (CPU bool [B]) to the output and compacts the batch

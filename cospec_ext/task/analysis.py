@@ -86,13 +86,17 @@ def target_path_analysis(target, draft, task, problems, max_new_tokens=64, batch
             "oracle_correct": oracle}
 
 
-def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None = None) -> dict:
-    """Replays both branches at the mismatches a CoSpec run consulted (runs: the
-    (problems, input_ids, DecodeOutput with trace) batches of run_method(..., return_trace=True))."""
-    items = []  # (prompt, answer prefix, candidate, decision, final)
+def consulted_items(task, runs) -> list[dict]:
+    """The arbiter's consulted decisions in CoSpec runs (runs: (problems, input_ids,
+    DecodeOutput with trace) batches), each a dict: problem (the record), row, prompt
+    (unpadded ids), prefix (answer tokens before the candidate), cand, decision (bool),
+    features (float32 [len(FEATURE_NAMES)]), hidden (float32 [H] or None). Nodes consulted
+    below an accepted EOS in the same round are left out (the answer had ended)."""
+    items = []
     for chunk, ids, out in runs:
         P = ids.shape[1]
         gens = [out.sequences[b, P:P + out.stats.new_tokens[b]].tolist() for b in range(ids.shape[0])]
+        prompts = {}
         for st in out.trace.steps:
             for b, row in enumerate(st["rows"]):
                 cons = st["consulted"][b].nonzero()[:, 0].tolist()
@@ -100,27 +104,50 @@ def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None 
                     continue
                 path = [int(x) for x in st["path"][b].tolist() if x >= 0]
                 pos = int(st["position"][b])
-                prompt = task.encode([chunk[row]["question"]])[0][0].tolist()  # unpadded
+                if row not in prompts:
+                    prompts[row] = task.encode([chunk[row]["question"]])[0][0].tolist()  # unpadded
                 for i in cons:
-                    p = int(st["parents"][b, i])
-                    k = path.index(p)
+                    k = path.index(int(st["parents"][b, i]))
                     prefix = gens[row][:pos] + [int(st["candidates"][b, n]) for n in path[1:k + 1]]
-                    items.append((prompt, prefix, int(st["candidates"][b, i]), bool(st["decisions"][b, i]),
-                                  chunk[row]["final"]))
+                    if task.eos_id in prefix:  # past an accepted EOS: the answer ended, no decision
+                        continue
+                    hid = st["hidden"][b, i] if st.get("hidden") is not None else None
+                    items.append({"problem": chunk[row], "row": row, "prompt": prompts[row], "prefix": prefix,
+                                  "cand": int(st["candidates"][b, i]), "decision": bool(st["decisions"][b, i]),
+                                  "features": st["features"][b, i], "hidden": hid})
+    return items
+
+
+def replay_branches(target, task, items: list[dict], max_new_tokens: int = 64, reject: bool = True):
+    """One deviation, then the target's greedy continuation: for each item whether the
+    answer ends correct when the draft's candidate is accepted (accept_ok), and, with
+    `reject`, when the target's own token is taken there instead (reject_ok, else None)."""
+    pre_a = [it["prompt"] + it["prefix"] + [it["cand"]] for it in items]
+    bud_a = [0 if it["cand"] == task.eos_id else max(max_new_tokens - len(it["prefix"]) - 1, 0) for it in items]
+    ca = greedy_continue(target, task, pre_a, bud_a)
+    acc = [task.is_correct(it["prefix"] + [it["cand"]] + x, it["problem"]["final"]) for it, x in zip(items, ca)]
+    if not reject:
+        return acc, None
+    pre_b = [it["prompt"] + it["prefix"] for it in items]
+    cb = greedy_continue(target, task, pre_b, [max(max_new_tokens - len(it["prefix"]), 0) for it in items])
+    rej = [task.is_correct(it["prefix"] + x, it["problem"]["final"]) for it, x in zip(items, cb)]
+    return acc, rej
+
+
+def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None = None) -> dict:
+    """Replays both branches at the mismatches a CoSpec run consulted (runs: the
+    (problems, input_ids, DecodeOutput with trace) batches of run_method(..., return_trace=True))
+    and compares the arbiter's decisions with the oracle's."""
+    items = consulted_items(task, runs)
     if limit is not None:
         items = items[:limit]
-    pre_a = [pr + a + [c] for pr, a, c, _, _ in items]
-    pre_b = [pr + a for pr, a, _, _, _ in items]
-    bud_a = [0 if c == task.eos_id else max(max_new_tokens - len(a) - 1, 0) for _, a, c, _, _ in items]
-    bud_b = [max(max_new_tokens - len(a), 0) for _, a, _, _, _ in items]
-    ca, cb = greedy_continue(target, task, pre_a, bud_a), greedy_continue(target, task, pre_b, bud_b)
+    acc, rej = replay_branches(target, task, items, max_new_tokens)
     agree = decisive = agree_decisive = 0
-    for (pr, a, c, dec, final), xa, xb in zip(items, ca, cb):
-        ok_a, ok_b = task.is_correct(a + [c] + xa, final), task.is_correct(a + xb, final)
+    for it, ok_a, ok_b in zip(items, acc, rej):
         if ok_a != ok_b:
             decisive += 1
-            agree_decisive += dec == ok_a
-            agree += dec == ok_a
+            agree_decisive += it["decision"] == ok_a
+            agree += it["decision"] == ok_a
         else:
             agree += 1
     n = len(items)

@@ -1,14 +1,21 @@
-"""`cospec demo`: every decoding method on the embedded arithmetic task, side by side.
+"""`cospec demo`: every decoding method on a task's test problems, side by side.
 
-On a freshly generated test split (seed S, N problems) with the shipped target, draft
-and arbiter: target-only, draft-only, SPD, CoSpec, the oracle (best branch at a
-mismatch, replayed), and training-free baselines (always accept the draft at a
-mismatch; accept when the target's top probability is low; Medusa's typical acceptance;
-a KL-divergence judge), each baseline's parameter chosen on the validation split, never
-on the test split. Prints a table (accuracy with a 95% interval, mean accepted length,
-target forwards per token, tokens/s, speedup over target-only measured in the same run),
-writes a PNG of accuracy against speedup across arbiter thresholds, and with --json the
-same table as JSON.
+For each test seed (`--seeds 0,1,2`, N problems each) with the target, draft and arbiter:
+target-only, draft-only, SPD, CoSpec, the oracle (best branch at one mismatch, replayed)
+and the training-free baselines (always accept the draft at a mismatch; accept when the
+target's top probability is low; Medusa's typical acceptance; a KL-divergence judge).
+Nothing is chosen on test data: the arbiter's threshold and each baseline's parameter come
+from the `validation.json` stored beside the arbiter (`cospec train` chose them on
+validation problems, whose seed and size it records); `--revalidate` chooses them again.
+
+Prints per seed and pooled over the seeds: accuracy with a 95% Wilson interval, mean
+accepted length, target forwards per token, tokens/s and the speedup over target-only,
+and paired 95% intervals for CoSpec - target and CoSpec - the best tuned heuristic (the
+baseline family most accurate on validation). Accuracy comes from one pass over all N
+problems; speed from `--repeats` interleaved timed passes (every method once per repeat,
+in turn) over the first `--timing-n` problems of each seed at `--batch` rows per call,
+reported as the median over repeats. Writes a PNG of accuracy against speedup across
+arbiter thresholds and, with --json, everything as JSON.
 """
 
 from __future__ import annotations
@@ -16,171 +23,178 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import time
 
 import torch
 
-from .evaluate import paired_diff, run_method
-from .heuristics import candidates
-
-THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
+from . import report, validation
+from .evaluate import run_method
 
 
-def _load(args):
+def _load(args, task_dirs):
     from transformers import AutoModelForCausalLM
 
     from ..arbiter import Arbiter
 
-    for d in (args.target, args.draft):
+    for d in task_dirs:
         if not os.path.isdir(d):
-            raise SystemExit(f"cospec demo: no model at {d} (train them with `cospec task train-models`)")
+            raise SystemExit(f"cospec demo: error: no model at {d} (train them with `cospec task train-models`)")
     load = lambda d: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32).eval()  # noqa
-    return load(args.target), load(args.draft), Arbiter.load(args.arbiter)
-
-
-def _fmt(x, spec):
-    return format(x, spec) if x is not None else "-".rjust(int(spec.split(".")[0]))
-
-
-def print_table(methods: dict, out=print) -> None:
-    out(f"{'method':<34} {'accuracy':>8} {'95% CI':>15} {'acc.len':>7} {'fwd/tok':>7} {'tok/s':>8} {'speedup':>7}")
-    for name, r in methods.items():
-        ci = f"[{r['ci_low']:.3f},{r['ci_high']:.3f}]"
-        out(f"{name:<34} {r['accuracy']:>8.3f} {ci:>15} {_fmt(r['mean_accept_len'], '7.2f')} "
-            f"{_fmt(r['target_forwards_per_token'], '7.3f')} {_fmt(r['tokens_per_s'], '8.0f')} "
-            f"{_fmt(r['speedup'], '6.2f') + ('x' if r['speedup'] is not None else ''):>7}")
-
-
-def plot(path, sweep, points) -> str | None:
     try:
-        import matplotlib
+        arb = Arbiter.load(args.arbiter)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"cospec demo: error: --arbiter: {e}")
+    return load(args.target), load(args.draft), arb
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    xs, ys = [s["speedup"] for s in sweep], [s["accuracy"] for s in sweep]
-    ax.plot(xs, ys, "o-", color="C3", label="CoSpec (arbiter thresholds)")
-    for s in sweep:
-        ax.annotate(f"{s['threshold']:g}", (s["speedup"], s["accuracy"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7)
-    for i, (name, r) in enumerate(points.items()):
-        if r.get("speedup") is not None:
-            ax.scatter([r["speedup"]], [r["accuracy"]], marker="s", color=f"C{i % 10}", label=name, zorder=3)
-    ax.set_xlabel("speedup over target-only (tokens/s ratio)")
-    ax.set_ylabel("accuracy (test split)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+
+def _methods(target, draft, arb, threshold, rules):
+    """name -> run_method keyword arguments."""
+    m = {"target": dict(mode="target"), "draft": dict(mode="draft", target=None), "spd": dict(mode="spd"),
+         "cospec": dict(mode="cospec", arbiter=arb, threshold=threshold)}
+    for fam, h in rules.items():
+        m[h.name] = dict(mode="cospec", arbiter=h)
+    return m
+
+
+def _run(name, kw, target, draft, task, problems, **common):
+    kw = dict(kw)
+    tgt = kw.pop("target", target)
+    return run_method(name, tgt, draft, task, problems, **kw, **common)
+
+
+def timed(methods, target, draft, task, subsets, repeats, **common) -> dict:
+    """Interleaved repeats: per repeat every method decodes every seed's timing subset once,
+    in turn -> name -> tokens/s of each repeat (tokens and seconds summed over the seeds)."""
+    tps = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, kw in methods.items():
+            toks = secs = 0.0
+            for sub in subsets:
+                r, _ = _run(name, kw, target, draft, task, sub, **common)
+                toks, secs = toks + r.new_tokens, secs + r.wall
+            tps[name].append(toks / secs if secs else 0.0)
+    return tps
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cospec_ext.task.arith import generate
-
     from .analysis import decision_agreement, target_path_analysis
+    from .tasks import ASSETS, make_task
 
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
     ap = argparse.ArgumentParser(prog="cospec demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated test (and validation) problems")
-    ap.add_argument("--n", type=int, default=500, help="test problems")
-    ap.add_argument("--val-n", type=int, default=200, help="validation problems for the baselines' parameters")
-    ap.add_argument("--json", help="write the table as JSON here")
-    ap.add_argument("--plot", default="demo_out/cospec_accuracy_vs_speedup.png")
-    ap.add_argument("--batch", type=int, default=8, help="rows per decode call (speedups depend on it: see README)")
-    ap.add_argument("--tree", default="chain:4;fixed", help="draft tree of spd, cospec and the baselines (the shipped arbiter was trained on chain:4;fixed)")
-    ap.add_argument("--threshold", type=float, default=None,
-                    help="the arbiter's threshold (default: the best of %s on the validation split)" % (THRESHOLDS,))
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--target", default=os.path.join(here, "models", "target"))
-    ap.add_argument("--draft", default=os.path.join(here, "models", "draft"))
-    ap.add_argument("--arbiter", default=os.path.join(here, "arbiter"))
+    ap.add_argument("--seeds", default="0,1,2", help="test seeds, comma-separated (each draws --n test problems)")
+    ap.add_argument("--seed", type=int, default=None, help="a single test seed (same as --seeds S)")
+    ap.add_argument("--n", type=int, default=600, help="test problems per seed")
+    ap.add_argument("--revalidate", action="store_true",
+                    help="choose the threshold and the baselines' parameters again on validation problems "
+                         "(written to the --json directory's validation.json, not beside the arbiter)")
+    ap.add_argument("--val-n", type=int, default=validation.VAL_N, help="validation problems for --revalidate")
+    ap.add_argument("--val-seed", type=int, default=validation.VAL_SEED, help="validation seed for --revalidate")
+    ap.add_argument("--threshold", type=float, default=None, help="override the validated arbiter threshold")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (speed = their median)")
+    ap.add_argument("--timing-n", type=int, default=100, help="problems per seed in each timed repeat")
+    ap.add_argument("--batch", type=int, default=8, help="rows per decode call when timing (speedups depend on it)")
+    ap.add_argument("--eval-batch", type=int, default=64, help="rows per decode call for the accuracy pass")
+    ap.add_argument("--tree", default="chain:4;fixed", help="draft tree of spd, cospec and the baselines")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--task", choices=["arith", "gsm8k"], default="arith", help="the embedded task or GSM8K JSONL")
+    ap.add_argument("--data", help="GSM8K-format JSONL for --task gsm8k")
+    ap.add_argument("--target", default=str(ASSETS / "models" / "target"), help="target model directory")
+    ap.add_argument("--draft", default=str(ASSETS / "models" / "draft"), help="draft model directory")
+    ap.add_argument("--arbiter", default=str(ASSETS / "arbiter"), help="arbiter directory")
+    ap.add_argument("--json", help="write every figure as JSON here")
+    ap.add_argument("--plot", default="demo_out/cospec_accuracy_vs_speedup.png", help="PNG of accuracy vs speedup")
     args = ap.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds or args.n < 1 or args.repeats < 1:
+        ap.error("need at least one seed, --n >= 1 and --repeats >= 1")
     torch.set_num_threads(args.threads)
-    from .tasks import ArithTask
-
-    task = ArithTask()
-    target, draft, arb = _load(args)
-    common = dict(tree=args.tree, batch=args.batch, max_new_tokens=args.max_new_tokens)
-    val = generate(args.val_n, seed=args.seed + 1, split="validation")
-    test = generate(args.n, seed=args.seed, split="test")
-    print(f"cospec demo: {len(test)} test problems (seed {args.seed}), {len(val)} validation problems; "
-          f"tree {args.tree}, batch {args.batch}, {args.threads} threads")
-
-    def best_on_validation(options, run):
-        """The option whose run on the validation split is most accurate (ties: the longer
-        accepted length, so the choice is deterministic) -> (option, accuracy)."""
-        scored = []
-        for o in options:
-            r = run(o)
-            scored.append(((r.accuracy, r.mean_accept_len or 0.0), o))
-        key, o = max(scored, key=lambda x: x[0])  # max keeps the first of equal keys
-        return o, key[0]
-
-    # baselines' parameters and the arbiter's threshold: chosen on validation, never on test
-    chosen = {}
-    for family, grid in candidates().items():
-        h, acc = best_on_validation(grid, lambda h: run_method(h.name, target, draft, task, val, mode="cospec",
-                                                                arbiter=h, **common)[0])
-        chosen[family] = h
-        print(f"  validation: {family} -> {h.name} (accuracy {acc:.3f})")
-    if args.threshold is None:
-        args.threshold, acc = best_on_validation(THRESHOLDS, lambda t: run_method(
-            f"cospec@{t}", target, draft, task, val, mode="cospec", arbiter=arb, threshold=t, **common)[0])
-        print(f"  validation: cospec -> threshold {args.threshold:g} (accuracy {acc:.3f})")
-
-    results = {}
-    results["target"], _ = run_method("target", target, draft, task, test, mode="target", **common)
-    results["draft"], _ = run_method("draft", None, draft, task, test, mode="draft", **common)
-    results["spd"], _ = run_method("spd", target, draft, task, test, mode="spd", **common)
-    results["cospec"], runs = run_method("cospec", target, draft, task, test, mode="cospec", arbiter=arb,
-                                         threshold=args.threshold, return_trace=True,
-                                         params={"threshold": args.threshold}, **common)
-    for family, h in chosen.items():
-        results[h.name], _ = run_method(h.name, target, draft, task, test, mode="cospec", arbiter=h, **common)
-    base = results["target"].tokens_per_s
-    for r in results.values():
-        r.speedup = r.tokens_per_s / base if r.tokens_per_s and base else None
+    try:
+        task = make_task(args.task, args.data, args.target)
+    except ValueError as e:
+        ap.error(str(e))
+    target, draft, arb = _load(args, (args.target, args.draft))
+    choice = validation.load(args.arbiter)
+    if args.revalidate or choice is None:
+        why = "--revalidate" if args.revalidate else f"no {validation.FILE} beside the arbiter"
+        print(f"choosing the threshold and baselines on validation ({why}) ...")
+        choice = validation.choose(target, draft, task, arb, n=args.val_n, seed=args.val_seed, tree=args.tree,
+                                   batch=args.eval_batch, max_new_tokens=args.max_new_tokens)
+        if args.json:
+            validation.save(os.path.dirname(os.path.abspath(args.json)), choice)
+    threshold = args.threshold if args.threshold is not None else choice["threshold"]
+    rules = validation.baseline_rules(choice)
+    best = rules[choice["best_baseline"]].name if choice.get("best_baseline") else None
+    print(f"cospec demo: seeds {seeds} x {args.n} test problems; threshold {threshold:g} and baselines chosen on "
+          f"{choice['n']} validation problems (seed {choice['seed']}); tree {args.tree}; {args.threads} threads")
+    methods = _methods(target, draft, arb, threshold, rules)
+    acc_common = dict(tree=args.tree, batch=args.eval_batch, max_new_tokens=args.max_new_tokens)
+    t_start = time.perf_counter()
+    per_seed, correct, subsets = {}, {name: [] for name in methods}, []
+    agree_runs, oracle = [], []
+    for seed in seeds:
+        test = task.problems(args.n, seed=seed, split="test")
+        subsets.append(test[:args.timing_n])
+        rows = {}
+        for name, kw in methods.items():
+            r, runs = _run(name, kw, target, draft, task, test, return_trace=name == "cospec", **acc_common)
+            rows[name] = r
+            correct[name] += r.correct
+            if name == "cospec":
+                agree_runs += runs
+        ana = target_path_analysis(target, draft, task, test, args.max_new_tokens)
+        oracle += ana["oracle_correct"]
+        table = {k: r.as_dict() for k, r in rows.items()}
+        per_seed[seed] = {"methods": table, "analysis": {k: v for k, v in ana.items() if not k.endswith("_correct")},
+                          "oracle": sum(ana["oracle_correct"]) / len(test),
+                          **report.comparisons({k: r.correct for k, r in rows.items()}, best)}
+        print(f"\nseed {seed}: " + report.diff_line("cospec - target", per_seed[seed]["cospec_minus_target"]) + "; " +
+              (report.diff_line("cospec - " + best, per_seed[seed]["cospec_minus_best_heuristic"]) if best else ""))
+    print(f"\ntiming: {args.repeats} interleaved repeats x {len(subsets)} seeds x {args.timing_n} problems, "
+          f"batch {args.batch} ...")
+    tcommon = dict(tree=args.tree, batch=args.batch, max_new_tokens=args.max_new_tokens)
+    tps = timed(methods, target, draft, task, subsets, args.repeats, **tcommon)
+    med = {k: statistics.median(v) for k, v in tps.items()}
+    pooled = {}
+    for name in methods:
+        pooled[name] = report.pooled_row([per_seed[s]["methods"][name] for s in seeds], correct[name])
+        pooled[name]["tokens_per_s"] = med[name]
+        pooled[name]["speedup"] = med[name] / med["target"] if med["target"] else None
+        pooled[name]["speedup_repeats"] = [a / b for a, b in zip(tps[name], tps["target"])]
+    pooled["oracle"] = report.pooled_row([], oracle)
+    comp = report.comparisons(correct, best)
     sweep = []
-    for t in THRESHOLDS:
-        r = results["cospec"] if t == args.threshold else run_method(
-            f"cospec@{t}", target, draft, task, test, mode="cospec", arbiter=arb, threshold=t, **common)[0]
-        sweep.append({"threshold": t, "accuracy": r.accuracy, "speedup": r.tokens_per_s / base})
-
-    print("replaying both branches at mismatches (oracle) ...")
-    ana = target_path_analysis(target, draft, task, test, args.max_new_tokens)
-    agree = decision_agreement(target, task, runs, args.max_new_tokens)
-    table = {name: r.as_dict() for name, r in results.items()}
-    from .evaluate import wilson
-
-    k = sum(ana["oracle_correct"])
-    lo, hi = wilson(k, len(test))
-    table["oracle"] = {"accuracy": k / len(test), "ci_low": lo, "ci_high": hi, "n": len(test),
-                       "mean_accept_len": None, "target_forwards_per_token": None, "tokens_per_s": None,
-                       "speedup": None}
-    diff = paired_diff(results["cospec"].correct, results["target"].correct)
+    for t in validation.THRESHOLDS:  # for the plot: the trade-off the threshold controls (not a choice)
+        accs = [run_method("sweep", target, draft, task, sub, mode="cospec", arbiter=arb, threshold=t,
+                           **acc_common)[0] for sub in [task.problems(args.n, seed=s, split="test") for s in seeds]]
+        sweep.append({"threshold": t, "accuracy": sum(sum(a.correct) for a in accs) / sum(a.n for a in accs)})
+    sw_t = timed({t["threshold"]: dict(mode="cospec", arbiter=arb, threshold=t["threshold"]) for t in sweep},
+                 target, draft, task, subsets, 1, **tcommon)  # one timed pass each: the plot only
+    for s in sweep:
+        s["speedup"] = sw_t[s["threshold"]][0] / med["target"]
+    agree = decision_agreement(target, task, agree_runs, args.max_new_tokens)
+    print(f"\npooled over seeds {seeds} ({len(correct['target'])} problems):")
+    report.print_table(pooled)
     print()
-    print_table(table)
-    print(f"\ncospec - target accuracy: {diff['diff']:+.3f} (95% CI [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}], "
-          f"paired, n={diff['n']})")
-    print(f"draft/target disagreement: {ana['disagreement_rate']:.3f} of target tokens ({ana['mismatches']} "
-          f"mismatches); draft branch right where the target is wrong: {ana['draft_better']} "
-          f"({ana['draft_better_rate']:.3f}), the reverse: {ana['target_better']} ({ana['target_better_rate']:.3f})")
+    print(report.diff_line("cospec - target", comp["cospec_minus_target"]))
+    if best:
+        print(report.diff_line(f"cospec - best tuned heuristic ({best})", comp["cospec_minus_best_heuristic"]))
+    sp = pooled["cospec"]["speedup"] / pooled["spd"]["speedup"] if pooled["spd"]["speedup"] else float("nan")
+    print(f"cospec speedup / spd speedup: {sp:.3f}")
     print(f"arbiter vs oracle at {agree['consulted']} consulted mismatches: agreement {agree['agreement']:.3f} "
           f"(on the {agree['decisive']} decisive ones: {agree['agreement_decisive']:.3f})")
-    png = plot(args.plot, sweep, {k: table[k] for k in table if k not in ("oracle",)})
+    print(f"oracle (best branch at one mismatch): {pooled['oracle']['accuracy']:.3f}; "
+          f"headroom over target {pooled['oracle']['accuracy'] - pooled['target']['accuracy']:+.3f}")
+    png = report.plot(args.plot, sweep, {k: v for k, v in pooled.items() if k != "oracle"})
     print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)")
+    print(f"demo time: {time.perf_counter() - t_start:.0f} s")
     if args.json:
-        ana_out = {k: v for k, v in ana.items() if not k.endswith("_correct")}
-        payload = {"methods": table, "cospec_minus_target": diff, "analysis": ana_out, "agreement": agree,
-                   "threshold_sweep": sweep, "config": {k: v for k, v in vars(args).items()},
-                   "baseline_params": {f: h.name for f, h in chosen.items()}}
+        payload = {"seeds": seeds, "per_seed": per_seed, "pooled": pooled, "comparisons": comp, "agreement": agree,
+                   "cospec_speedup_over_spd": sp, "threshold_sweep": sweep, "validation": choice,
+                   "threshold": threshold, "config": vars(args)}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump(payload, f, indent=2)
+            json.dump(payload, f, indent=1, default=str)
         print(f"json: {args.json}")
     return 0

@@ -85,7 +85,7 @@ def paired_diff(a: list[bool], b: list[bool], z: float = 1.96) -> dict:
     return {"diff": mean, "ci_low": mean - z * se, "ci_high": mean + z * se, "n": n}
 
 
-def run_method(name, target, draft, task, problems, *, mode, arbiter=None, threshold=0.5, tree="chain:4",
+def run_method(name, target, draft, task, problems, *, mode, arbiter=None, threshold=None, tree="chain:4",
                batch=50, max_new_tokens=64, return_trace=False, params=None):
     """Decodes every problem (in batches) with one method -> (MethodResult, per-batch outputs
     when return_trace)."""

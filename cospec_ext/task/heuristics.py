@@ -29,7 +29,7 @@ class _Rule:
 
 class AlwaysAccept(_Rule):
     feature_names = ("t_logp_cand",)
-    name = "always-accept"
+    name, family, params = "always-accept", "always-accept", {}
 
     def rule(self, x):
         return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -40,6 +40,7 @@ class TargetUncertain(_Rule):
 
     def __init__(self, tau: float):
         self.tau, self.name = float(tau), f"target-uncertain(p_top<{tau:g})"
+        self.family, self.params = "target-uncertain", {"tau": self.tau}
 
     def rule(self, x):
         return x[:, 0] < math.log(self.tau)
@@ -51,6 +52,7 @@ class TypicalAcceptance(_Rule):
     def __init__(self, eps: float = 0.3, delta: float = 0.09):
         self.eps, self.delta = float(eps), float(delta)
         self.name = f"typical(eps={eps:g},delta={delta:g})"
+        self.family, self.params = "typical", {"eps": self.eps, "delta": self.delta}
 
     def rule(self, x):
         p = x[:, 0].exp()
@@ -62,6 +64,7 @@ class KLJudge(_Rule):
 
     def __init__(self, tau: float):
         self.tau, self.name = float(tau), f"kl-judge(KL<{tau:g})"
+        self.family, self.params = "kl-judge", {"tau": self.tau}
 
     def rule(self, x):
         return x[:, 0] < self.tau
@@ -75,3 +78,12 @@ def candidates() -> dict[str, list]:
         "typical": [TypicalAcceptance(e, d) for e in (0.05, 0.1, 0.2, 0.3) for d in (0.09, 0.3)],
         "kl-judge": [KLJudge(t) for t in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)],
     }
+
+
+def from_params(family: str, params: dict):
+    """The rule of `family` with `params` (as stored in a validation.json)."""
+    cls = {"always-accept": AlwaysAccept, "target-uncertain": TargetUncertain, "typical": TypicalAcceptance,
+           "kl-judge": KLJudge}
+    if family not in cls:
+        raise ValueError(f"unknown baseline family {family!r} (expected one of {sorted(cls)})")
+    return cls[family](**params)

@@ -13,7 +13,9 @@ Each update:
      actions:  L = -mean_d[min(r_d A_d, clip(r_d, 1-eps, 1+eps) A_d)] - beta * mean_d H(p_d),
      r_d = pi_theta(a_d | x_d) / pi_old(a_d | x_d).
 The arbiter starts as a constant policy (output weights 0, p = init_p), so its feature
-normalisation can be set from the first update's rollouts without changing the policy.
+normalisation can be set from the first update's rollouts without changing the policy, or,
+with `init` (`cospec train --stage rl --init DIR`), from a saved arbiter (the imitation
+stage's), keeping its features, sizes and normalisation.
 
 Data-parallel: under torchrun each rank decodes its share of the prompts; decisions are
 keyed by rollout id (see decode's rollout_ids), gradients are all-reduced by
@@ -64,13 +66,15 @@ class RLConfig:
     init_p: float = 0.2
     hidden: tuple = (32, 16)
     features: tuple = FEATURE_NAMES
-    hidden_features: bool = False  # also read both models' last hidden states (projected to proj_dim)
+    hidden_features: bool = False  # also read the models' last hidden states (projected to proj_dim)
+    hidden_inputs: tuple | None = None  # which (HIDDEN_INPUTS names); None: t_parent, d_parent
     proj_dim: int = 8
     tree: str = "chain:4;fixed"
     max_new_tokens: int = 64
     ckpt_every: int = 10
     seed: int = 0
     threads: int = 1  # torch threads per process (0: torch's default); fixed, so runs repeat exactly
+    init: str | None = None  # start from this saved arbiter instead of a constant policy
     extra: dict = field(default_factory=dict)
 
 
@@ -95,8 +99,15 @@ def load_models(cfg: RLConfig):
 
 def init_arbiter(cfg: RLConfig, target=None, draft=None) -> Arbiter:
     torch.manual_seed(cfg.seed)
-    sizes = (target.config.hidden_size, draft.config.hidden_size) if cfg.hidden_features else None
-    arb = Arbiter(cfg.features, hidden=cfg.hidden, hidden_sizes=sizes, proj_dim=cfg.proj_dim)
+    if cfg.init:
+        arb = Arbiter.load(cfg.init)
+        arb.validation, arb.threshold = None, 0.5  # RL samples decisions; its threshold is chosen later
+        return arb
+    names = tuple(cfg.hidden_inputs or ("t_parent", "d_parent"))
+    sizes = tuple((target if n.startswith("t_") else draft).config.hidden_size for n in names) \
+        if cfg.hidden_features else None
+    arb = Arbiter(cfg.features, hidden=cfg.hidden, hidden_sizes=sizes, proj_dim=cfg.proj_dim,
+                  hidden_inputs=names if cfg.hidden_features else None)
     with torch.no_grad():
         arb.out.weight.zero_()
         arb.out.bias.fill_(math.log(cfg.init_p / (1 - cfg.init_p)))
@@ -237,7 +248,7 @@ def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
         t0 = time.perf_counter()
         X, Hs, A, LP, ADV, m = rollouts(cfg, task, target, draft, arb, update)
         n_dec = _allreduce(torch.tensor([float(X.shape[0])]))
-        if update == 0:  # the policy is constant here, so normalising changes nothing
+        if update == 0 and not cfg.init:  # the policy is constant here, so normalising changes nothing
             s = _allreduce(torch.stack([X.sum(0), (X * X).sum(0)]))
             mean = s[0] / n_dec.clamp(min=1)
             std = (s[1] / n_dec.clamp(min=1) - mean * mean).clamp(min=0).sqrt()

@@ -2,7 +2,8 @@
 #   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest
 #   make bench   microbenchmarks (pytest-benchmark) and a summary table
 #   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
-#   make arbiter retrain the shipped arbiter from scratch (`cospec train`, ~2 min on 2 cores)
+#   make arbiter retrain the shipped arbiter from scratch (`cospec train --stage all`: labels, imitation,
+#                RL, validation; ~12 min on 2 cores)
 #   make models  retrain the shipped target and draft models (`cospec task train-models`, ~12 min)
 # Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY;
 # for bench: COSPEC_BENCH_QUICK=1 (smallest shapes), COSPEC_BENCH_TIME (s per benchmark),
@@ -50,7 +51,8 @@ demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png
 
 arbiter: build
-	$(VPY) -m cospec_ext.cli train --out runs/arbiter --export cospec_ext/assets/arbiter
+	rm -rf runs/arbiter
+	$(VPY) -m cospec_ext.cli train --stage all --threads 2 --out runs/arbiter --export cospec_ext/assets/arbiter
 
 models: build
 	$(VPY) -m cospec_ext.cli task train-models

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="default: 128, or what the model's positions leave after the prompt and the tree")
     p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="arbiter threshold (default: the one chosen on validation, stored beside the arbiter; else 0.5)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, choices=[None, "float32", "float16", "bfloat16"])

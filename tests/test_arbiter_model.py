@@ -27,7 +27,7 @@ def test_save_load_round_trip(tmp_path):
     arb.set_normalization(torch.randn(50, 3))
     arb.save(tmp_path / "arb")
     cfg = json.loads((tmp_path / "arb" / "arbiter.json").read_text())
-    assert cfg["version"] == 1 and cfg["feature_names"] == ["t_logp_cand", "d_logp_cand", "depth"]
+    assert cfg["version"] == 2 and cfg["feature_names"] == ["t_logp_cand", "d_logp_cand", "depth"]
     back = Arbiter.load(tmp_path / "arb" / "arbiter.json")
     x = torch.randn(10, 3)
     torch.testing.assert_close(back.predict_proba(x), arb.predict_proba(x))
@@ -43,7 +43,7 @@ def test_bad_arbiter_config():
         Arbiter(["nope"])
     with pytest.raises(ValueError, match="hidden"):
         Arbiter(hidden=(1, 2, 3))
-    with pytest.raises(ValueError, match=r"\[M, 13\]"):
+    with pytest.raises(ValueError, match=r"\[M, 20\]"):
         Arbiter().predict_proba(torch.zeros(3, 5))
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
+from cospec_ext.engine import FEATURE_NAMES  # noqa: E402
 from cospec_train.rl import RLConfig, train  # noqa: E402
 from _models import save_task_models  # noqa: E402
 
@@ -89,9 +90,31 @@ def test_gsm8k_task_trains_from_a_jsonl_file(model_dirs, tmp_path):
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     arb = train(_cfg(model_dirs, tmp_path / "g", task="gsm8k", data=str(data), updates=1, prompts=2), progress=False)
-    assert (tmp_path / "g" / "arbiter" / "arbiter.json").exists() and arb.in_features == 13
+    assert (tmp_path / "g" / "arbiter" / "arbiter.json").exists() and arb.in_features == len(FEATURE_NAMES)
     from cospec_train.tasks import make_task
 
     task = make_task("gsm8k", str(data), str(model_dirs / "target"))
     ids = task.tok("#### 1000", add_special_tokens=False).input_ids
     assert task.is_correct(ids, "1,000") and not task.is_correct(ids, "100")
+
+
+def test_rl_from_an_init_arbiter_with_counterfactual_credit(model_dirs, tmp_path):
+    """--stage rl --init: starts from the saved arbiter (its columns, hidden inputs and
+    normalisation), moves it, and repeats exactly; counterfactual credit runs too."""
+    from cospec_ext.arbiter import Arbiter
+
+    torch.manual_seed(5)
+    init = Arbiter(FEATURE_NAMES[:15], hidden=(8,), hidden_sizes=(32, 32), proj_dim=3,
+                   hidden_inputs=("t_cand", "t_parent"))
+    init.mean.normal_()
+    init.save(tmp_path / "init")
+    for credit in ("rollout", "counterfactual"):
+        runs = [train(_cfg(model_dirs, tmp_path / f"{credit}{i}", updates=2, init=str(tmp_path / "init"),
+                           credit=credit), progress=False) for i in range(2)]
+        a, b = (r.state_dict() for r in runs)
+        assert runs[0].feature_names == init.feature_names and runs[0].hidden_inputs == ("t_cand", "t_parent")
+        assert torch.equal(a["mean"], init.mean)
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{credit}: {k} differs between two runs"
+        moved = sum(float((a[k] - v).abs().sum()) for k, v in init.state_dict().items())
+        assert moved > 0, f"{credit}: the policy did not move"

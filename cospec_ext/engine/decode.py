@@ -201,8 +201,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
                              f"of hidden_sizes {list(hs)}")
         got = tuple(getattr(tgt if n.startswith("t_") else drf, "hidden_size", None) for n in names)
         if tuple(hs) != got:
-            raise ValueError(f"`arbiter` reads hidden states {list(names)} of widths {tuple(hs)} but the models "
-                             f"have {got}")
+            raise ValueError(f"`arbiter` reads hidden states of widths {tuple(hs)} ({', '.join(names)}) but the "
+                             f"models have {got}")
     verifier = drf if mode == "draft" else tgt
     drafter = drf if mode in ("spd", "cospec") else None
     if drafter is None:

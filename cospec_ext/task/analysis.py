@@ -89,8 +89,8 @@ def target_path_analysis(target, draft, task, problems, max_new_tokens=64, batch
 def consulted_items(task, runs) -> list[dict]:
     """The arbiter's consulted decisions in CoSpec runs (runs: (problems, input_ids,
     DecodeOutput with trace) batches), each a dict: problem (the record), row, prompt
-    (unpadded ids), prefix (answer tokens before the candidate), cand, decision (bool),
-    features (float32 [len(FEATURE_NAMES)]), hidden (float32 [H] or None). Nodes consulted
+    (unpadded ids), prefix (answer tokens before the candidate), cand, decision (bool), prob
+    (the arbiter's probability), features (float32 [len(FEATURE_NAMES)]), hidden (float32 [H] or None). Nodes consulted
     below an accepted EOS in the same round are left out (the answer had ended)."""
     items = []
     for chunk, ids, out in runs:
@@ -114,7 +114,8 @@ def consulted_items(task, runs) -> list[dict]:
                     hid = st["hidden"][b, i] if st.get("hidden") is not None else None
                     items.append({"problem": chunk[row], "row": row, "prompt": prompts[row], "prefix": prefix,
                                   "cand": int(st["candidates"][b, i]), "decision": bool(st["decisions"][b, i]),
-                                  "features": st["features"][b, i], "hidden": hid})
+                                  "prob": float(st["probs"][b, i]), "features": st["features"][b, i],
+                                  "hidden": hid})
     return items
 
 
@@ -122,16 +123,15 @@ def replay_branches(target, task, items: list[dict], max_new_tokens: int = 64, r
     """One deviation, then the target's greedy continuation: for each item whether the
     answer ends correct when the draft's candidate is accepted (accept_ok), and, with
     `reject`, when the target's own token is taken there instead (reject_ok, else None)."""
-    pre_a = [it["prompt"] + it["prefix"] + [it["cand"]] for it in items]
-    bud_a = [0 if it["cand"] == task.eos_id else max(max_new_tokens - len(it["prefix"]) - 1, 0) for it in items]
-    ca = greedy_continue(target, task, pre_a, bud_a)
-    acc = [task.is_correct(it["prefix"] + [it["cand"]] + x, it["problem"]["final"]) for it, x in zip(items, ca)]
-    if not reject:
-        return acc, None
-    pre_b = [it["prompt"] + it["prefix"] for it in items]
-    cb = greedy_continue(target, task, pre_b, [max(max_new_tokens - len(it["prefix"]), 0) for it in items])
-    rej = [task.is_correct(it["prefix"] + x, it["problem"]["final"]) for it, x in zip(items, cb)]
-    return acc, rej
+    def run(answers: list[list[int]]) -> list[bool]:  # each distinct (prompt, answer prefix) once
+        keys = [(tuple(it["prompt"]), tuple(a)) for it, a in zip(items, answers)]
+        uniq = list(dict.fromkeys(keys))
+        budget = {k: 0 if (k[1] and k[1][-1] == task.eos_id) else max(max_new_tokens - len(k[1]), 0) for k in uniq}
+        conts = dict(zip(uniq, greedy_continue(target, task, [list(p + a) for p, a in uniq], [budget[k] for k in uniq])))
+        return [task.is_correct(list(k[1]) + conts[k], it["problem"]["final"]) for it, k in zip(items, keys)]
+
+    acc = run([it["prefix"] + [it["cand"]] for it in items])
+    return acc, (run([it["prefix"] for it in items]) if reject else None)
 
 
 def decision_agreement(target, task, runs, max_new_tokens=64, limit: int | None = None) -> dict:

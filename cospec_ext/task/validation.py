@@ -55,12 +55,13 @@ def pick_threshold(sweep: list[dict]) -> dict:
 
 def choose(target, draft, task, arbiter, *, n: int = VAL_N, seed: int = VAL_SEED, tree: str = "chain:4;fixed",
            batch: int = 64, max_new_tokens: int = 64, thresholds=THRESHOLDS, baselines: bool = True,
-           log=print) -> dict:
-    """The arbiter's threshold and the baselines' parameters chosen on validation (module docstring)."""
+           sweep: list[dict] | None = None, log=print) -> dict:
+    """The arbiter's threshold and the baselines' parameters chosen on validation (module
+    docstring); `sweep`: the arbiter's threshold sweep on the same problems, when already run."""
     problems = task.problems(n, seed=seed, split="validation")
     common = dict(tree=tree, batch=batch, max_new_tokens=max_new_tokens)
     tgt, _ = run_method("target", target, draft, task, problems, mode="target", **common)
-    sweep = threshold_sweep(target, draft, task, problems, arbiter, thresholds, **common)
+    sweep = sweep or threshold_sweep(target, draft, task, problems, arbiter, thresholds, **common)
     best = pick_threshold(sweep)
     log(f"  validation ({n} problems, seed {seed}): target {tgt.accuracy:.3f}; cospec threshold "
         f"{best['threshold']:g} -> {best['accuracy']:.3f}")

@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also read hidden states: a comma list of t_parent, d_parent, t_cand "
                         "(bare flag: t_parent,d_parent), projected to --proj-dim")
     p.add_argument("--proj-dim", type=int, default=d.proj_dim, help="width the hidden states are projected to")
+    p.add_argument("--credit", choices=["rollout", "counterfactual"], default=d.credit,
+                   help="RL credit per decision: its rollout's group advantage, or its own from replaying both "
+                        "branches")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -101,7 +104,7 @@ def run(args) -> int:
                    hidden=tuple(int(h) for h in args.hidden.split(",")), tree=args.tree,
                    max_new_tokens=args.max_new_tokens, ckpt_every=args.ckpt_every, seed=args.seed,
                    threads=args.threads, hidden_features=hin is not None, hidden_inputs=hin, proj_dim=args.proj_dim,
-                   features=_features(args.features), init=args.init)
+                   features=_features(args.features), init=args.init, credit=args.credit)
     icfg = ImitateConfig(train_problems=args.train_problems, val_problems=args.val_problems,
                          features=cfg.features, hidden_inputs=hin, steps=args.steps, lr=args.im_lr,
                          weight_decay=args.weight_decay, either_weight=args.either_weight, batch=args.batch)

@@ -97,14 +97,14 @@ def imitate(cfg: RLConfig, icfg: ImitateConfig, out_dir: str | None = None) -> A
 
 
 def validate(cfg: RLConfig, arbiter_dir: str, batch: int = 64, n: int = validation.VAL_N,
-             seed: int = validation.VAL_SEED, baselines: bool = True) -> dict:
+             seed: int = validation.VAL_SEED, baselines: bool = True, sweep: list | None = None) -> dict:
     """Stage validate: validation.json beside the arbiter at arbiter_dir."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = make_task(cfg.task, cfg.data, cfg.target)
     target, draft = load_models(cfg)
     choice = validation.choose(target, draft, task, Arbiter.load(arbiter_dir), n=n, seed=seed, tree=cfg.tree,
-                               batch=batch, max_new_tokens=cfg.max_new_tokens, baselines=baselines)
+                               batch=batch, max_new_tokens=cfg.max_new_tokens, baselines=baselines, sweep=sweep)
     validation.save(arbiter_dir, choice)
     return choice
 
@@ -128,7 +128,7 @@ def run_all(cfg: RLConfig, icfg: ImitateConfig, val_n: int = validation.VAL_N) -
           f"-> keeping {keep}")
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(rl_dir if keep == "rl" else im_dir, final)
-    choice = validate(cfg, final, icfg.batch, val_n, baselines=True)
+    choice = validate(cfg, final, icfg.batch, val_n, baselines=True, sweep=(v_rl if keep == "rl" else v_im)["sweep"])
     choice["stages"] = {"kept": keep, "imitate": {"threshold": v_im["threshold"], "accuracy": v_im["accuracy"]},
                         "rl": {"threshold": v_rl["threshold"], "accuracy": v_rl["accuracy"]}}
     validation.save(final, choice)

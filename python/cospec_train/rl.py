@@ -8,7 +8,10 @@ Each update:
      verification round of that rollout) (speed_coef = 0 by default);
   3. advantage A = (R - mean_group(R)) / (std_group(R) + 1e-6) within each prompt's G
      rollouts; every consulted decision of a rollout carries its rollout's A (decisions
-     never consulted carry nothing);
+     never consulted carry nothing); or, with credit="counterfactual", each decision d
+     carries its own: both branches at d are replayed (the draft's token or the target's,
+     then the target's greedy continuation; analysis.replay_branches, each distinct
+     prefix once) and A_d = R(branch taken) - R(branch not taken), in {-1, 0, 1};
   4. `epochs` full-batch steps of the PPO loss recomputed from the stored features and
      actions:  L = -mean_d[min(r_d A_d, clip(r_d, 1-eps, 1+eps) A_d)] - beta * mean_d H(p_d),
      r_d = pi_theta(a_d | x_d) / pi_old(a_d | x_d).
@@ -75,6 +78,7 @@ class RLConfig:
     seed: int = 0
     threads: int = 1  # torch threads per process (0: torch's default); fixed, so runs repeat exactly
     init: str | None = None  # start from this saved arbiter instead of a constant policy
+    credit: str = "rollout"  # "rollout" (GRPO group advantage) or "counterfactual" (per decision)
     extra: dict = field(default_factory=dict)
 
 
@@ -145,7 +149,7 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     cols = [FEATURE_NAMES.index(n) for n in arb.feature_names]
     X, H, A, LP, ADV = [], [], [], [], []
     use_h = arb.hidden_sizes is not None
-    for b in range(n_rows):
+    for b in range(n_rows) if cfg.credit != "counterfactual" else ():
         f, a, p, *h = out.trace.decisions(b, with_hidden=use_h)
         if f.shape[0] == 0:
             continue
@@ -156,12 +160,32 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
         p = p.clamp(1e-6, 1 - 1e-6)
         LP.append(torch.where(a, p.log(), (1 - p).log()))
         ADV.append(adv[b].expand(f.shape[0]))
+    if cfg.credit == "counterfactual":
+        X, H, A, LP, ADV = _counterfactual(cfg, task, target, [probs[mine[b // G]] for b in range(n_rows)], ids,
+                                           out, cols, use_h)
     F = len(cols)
     cat = lambda xs, *s: torch.cat(xs) if xs else torch.zeros(0, *s)  # noqa: E731
     m = torch.tensor([float(n_rows), float(correct.sum()), float(reward.sum()), float(out.stats.arbiter_consulted),
                       float(out.stats.arbiter_accepted), float(sum(out.stats.new_tokens)), float(rounds.sum())])
     hid = cat(H, sum(arb.hidden_sizes)) if use_h else None
     return cat(X, F), hid, cat(A), cat(LP), cat(ADV), _allreduce(m)
+
+
+def _counterfactual(cfg, task, target, row_problems, ids, out, cols, use_h):
+    """Per consulted decision: features, hidden, action, old log-prob and A_d = R(taken) -
+    R(not taken) from replaying both branches (module docstring, step 3)."""
+    from cospec_ext.task.analysis import consulted_items, replay_branches
+
+    items = consulted_items(task, [(row_problems, ids, out)])
+    if not items:
+        return [], [], [], [], []
+    acc, rej = replay_branches(target, task, items, cfg.max_new_tokens)
+    a = torch.tensor([it["decision"] for it in items])
+    gain = torch.tensor(acc, dtype=torch.float32) - torch.tensor(rej, dtype=torch.float32)  # accepting's gain
+    p = torch.tensor([it["prob"] for it in items]).clamp(1e-6, 1 - 1e-6)
+    X = [torch.stack([it["features"] for it in items]).float()[:, cols]]
+    H = [torch.stack([it["hidden"] for it in items]).float()] if use_h else []
+    return X, H, [a.float()], [torch.where(a, p.log(), (1 - p).log())], [torch.where(a, gain, -gain)]
 
 
 def ppo_loss(model, X, Hs, A, old_lp, adv, n_global: float, cfg: RLConfig):

@@ -27,9 +27,16 @@ $(DEPS_STAMP): requirements.txt | $(VPY)
 
 setup: $(DEPS_STAMP)
 
-# Incremental (ninja): a no-op rebuild takes seconds.
-build: setup
+# The editable install rebuilds every kernel (pip builds in a fresh temporary directory), so
+# it runs only when a C++/CUDA source or the build script changed; Python files are live.
+BUILD_STAMP := $(VENV)/.built
+KERNEL_SRCS := $(shell find csrc -type f) setup.py pyproject.toml
+
+$(BUILD_STAMP): $(DEPS_STAMP) $(KERNEL_SRCS)
 	$(VPY) -m pip install --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(BUILD_STAMP)
 
 pytest: build
 	$(VPY) -m pytest tests -q
@@ -52,7 +59,7 @@ demo: build
 
 arbiter: build
 	rm -rf runs/arbiter
-	$(VPY) -m cospec_ext.cli train --stage all --threads 2 --out runs/arbiter --export cospec_ext/assets/arbiter
+	$(VPY) -m cospec_ext.cli train --stage all --threads 2 --updates 40 --out runs/arbiter --export cospec_ext/assets/arbiter
 
 models: build
 	$(VPY) -m cospec_ext.cli task train-models

@@ -1,6 +1,6 @@
 """Arbiter ablation on validation data: which features, and which training stages, help.
 
-    python bench/arbiter_ablation.py [--out runs/ablation] [--json bench/out/ablation.json]
+    python bench/arbiter_ablation.py [--out runs/arbiter] [--json bench/out/ablation.json]
 
 Every variant is trained on the same train-split data and judged on validation problems
 only (test data is never touched here). For each: the threshold is chosen on validation
@@ -11,8 +11,10 @@ the AUC and oracle agreement at the decisive mismatches mined on B.
                columns | + hidden states (target at parent and candidate, draft at parent)
     stages     RL only (GRPO from a constant policy, the former recipe) | imitation only |
                imitation + RL (the RL stage started from the imitation arbiter)
-Imitation variants share one mined label set (8000 train problems); RL variants use the
-RL defaults (150 updates x 64 prompts x 8 rollouts); wall times are reported beside them.
+Imitation variants share one mined label set (80000 train problems, reused from
+`make arbiter`'s run directory when it is there); RL from a constant start gets 150
+updates x 64 prompts x 8 rollouts (76800 rollouts), RL after imitation the 40 updates of
+`make arbiter`; every variant's training wall time is reported beside it.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ ALL_HIDDEN = ("t_parent", "d_parent", "t_cand")
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/ablation", help="work directory (mined labels, RL runs)")
+    ap.add_argument("--out", default="runs/arbiter", help="work directory (mined labels, RL runs under ablation_*)")
     ap.add_argument("--json", default="bench/out/ablation.json", help="results as JSON")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--val-n", type=int, default=2000, help="problems in each validation set")
-    ap.add_argument("--rl-updates", type=int, default=RLConfig().updates, help="RL updates per RL variant")
+    ap.add_argument("--rl-only-updates", type=int, default=150, help="RL updates from a constant start")
+    ap.add_argument("--rl-updates", type=int, default=40, help="RL updates after imitation")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = RLConfig(out=args.out, threads=args.threads, updates=args.rl_updates)
@@ -60,7 +63,7 @@ def main(argv=None) -> int:
     val_b = mined_set(cfg, icfg, task, target, draft, "validation", args.val_n, 2)
     set_a = task.problems(args.val_n, seed=validation.VAL_SEED, split="validation")
     set_b = task.problems(args.val_n, seed=2, split="validation")
-    common = dict(tree=cfg.tree, batch=64, max_new_tokens=cfg.max_new_tokens)
+    common = dict(tree=cfg.tree, batch=icfg.batch, max_new_tokens=cfg.max_new_tokens)
     tgt_b, _ = run_method("target", target, draft, task, set_b, mode="target", **common)
 
     def judge(name, arb, seconds):
@@ -86,18 +89,19 @@ def main(argv=None) -> int:
 
     print(f"target-only on validation set B: {tgt_b.accuracy:.4f}")
     rows.append(judge("imitation, parent features", *imitation(PARENT_FEATURES, None)))
-    im, im_s = imitation(FEATURE_NAMES, None)
-    rows.append(judge("imitation, + candidate features", im, im_s))
-    rows.append(judge("imitation, + hidden states", *imitation(FEATURE_NAMES, ALL_HIDDEN)))
+    rows.append(judge("imitation, + candidate features", *imitation(FEATURE_NAMES, None)))
+    im, im_s = imitation(FEATURE_NAMES, ALL_HIDDEN)
+    rows.append(judge("imitation, + hidden states (shipped)", im, im_s))
     t1 = time.perf_counter()
-    rl_only = train(replace(cfg, out=os.path.join(args.out, "rl_only"), features=FEATURE_NAMES), progress=False)
+    rl_only = train(replace(cfg, out=os.path.join(args.out, "ablation_rl_only"), updates=args.rl_only_updates),
+                    progress=False)
     rows.append(judge("RL only (constant start)", rl_only, time.perf_counter() - t1))
-    im_dir = im.save(os.path.join(args.out, "imitate", "arbiter"))
+    im_dir = im.save(os.path.join(args.out, "ablation_imitate", "arbiter"))
     t1 = time.perf_counter()
-    both = train(replace(cfg, out=os.path.join(args.out, "im_rl"), init=im_dir), progress=False)
+    both = train(replace(cfg, out=os.path.join(args.out, "ablation_im_rl"), init=im_dir), progress=False)
     rows.append(judge("imitation + RL", both, im_s + time.perf_counter() - t1))
     t1 = time.perf_counter()
-    cf = train(replace(cfg, out=os.path.join(args.out, "im_rl_cf"), init=im_dir, credit="counterfactual"),
+    cf = train(replace(cfg, out=os.path.join(args.out, "ablation_im_rl_cf"), init=im_dir, credit="counterfactual"),
                progress=False)
     rows.append(judge("imitation + RL, counterfactual credit", cf, im_s + time.perf_counter() - t1))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

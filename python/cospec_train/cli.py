@@ -15,6 +15,8 @@ import argparse
 import os
 import shutil
 
+from cospec_ext.engine.features import HIDDEN_INPUTS
+
 from .pipeline import ImitateConfig
 from .rl import RLConfig
 
@@ -63,9 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of cospec_ext.engine.FEATURE_NAMES")
     p.add_argument("--hidden", default=",".join(map(str, d.hidden)), help="MLP hidden widths, e.g. 32,16")
     p.add_argument("--tree", default=d.tree, help="draft tree used while mining, in RL and in validation")
-    p.add_argument("--hidden-features", nargs="?", const="t_parent,d_parent", default=None,
-                   help="also read hidden states: a comma list of t_parent, d_parent, t_cand "
-                        "(bare flag: t_parent,d_parent), projected to --proj-dim")
+    p.add_argument("--hidden-features", default=",".join(HIDDEN_INPUTS),
+                   help="hidden states the arbiter reads, projected to --proj-dim: a comma list of t_parent, "
+                        "d_parent (the target's and the draft's at the mismatch's parent), t_cand (the target's "
+                        "after reading the draft's token), or 'none' (default: all three)")
     p.add_argument("--proj-dim", type=int, default=d.proj_dim, help="width the hidden states are projected to")
     p.add_argument("--credit", choices=["rollout", "counterfactual"], default=d.credit,
                    help="RL credit per decision: its rollout's group advantage, or its own from replaying both "
@@ -97,7 +100,9 @@ def run(args) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    hin = tuple(args.hidden_features.split(",")) if args.hidden_features else None
+    hin = None if args.hidden_features in ("", "none") else tuple(h.strip() for h in args.hidden_features.split(","))
+    if hin and any(h not in HIDDEN_INPUTS for h in hin):
+        raise SystemExit(f"cospec train: error: --hidden-features: choose from {list(HIDDEN_INPUTS)} or 'none'")
     cfg = RLConfig(task=args.task, data=args.data, target=args.target, draft=args.draft, out=args.out,
                    updates=args.updates, prompts=args.prompts, group=args.group, epochs=args.epochs, lr=args.lr,
                    clip=args.clip, entropy_coef=args.entropy_coef, speed_coef=args.speed_coef, init_p=args.init_p,

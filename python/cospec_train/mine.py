@@ -69,7 +69,7 @@ def mine(task, target, draft, problems: list[dict], *, tree: str = "chain:4;fixe
     problem int64 [M] (index into problems), run_ok bool [len(problems)] (the run's answers)."""
     sizes = (target.config.hidden_size, draft.config.hidden_size, target.config.hidden_size) if hidden else None
     rec = RecordingArbiter(policy, threshold, sizes)
-    runs, run_ok = [], []
+    items, run_ok = [], []
     for s in range(0, len(problems), batch):
         chunk = problems[s:s + batch]
         ids, mask = task.encode([p["question"] for p in chunk])
@@ -79,8 +79,7 @@ def mine(task, target, draft, problems: list[dict], *, tree: str = "chain:4;fixe
         P = ids.shape[1]
         run_ok += [task.is_correct(out.sequences[b, P:P + out.stats.new_tokens[b]].tolist(), p["final"])
                    for b, p in enumerate(chunk)]
-        runs.append((chunk, ids, out))
-    items = consulted_items(task, runs)
+        items += consulted_items(task, [(chunk, ids, out)])  # the trace itself is dropped here
     index = {id(p): i for i, p in enumerate(problems)}
     prob_idx = [index[id(it["problem"])] for it in items]
     acc, rej = replay_branches(target, task, items, max_new_tokens, reject=policy is not None)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cospec_ext.arbiter import Arbiter
-from cospec_ext.engine.features import FEATURE_NAMES
+from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS
 from cospec_ext.task import validation
 
 from .imitate import decisive_auc, fit
@@ -36,15 +36,15 @@ from .tasks import make_task
 
 @dataclass
 class ImitateConfig:
-    train_problems: int = 8000  # train-split problems mined for labels
+    train_problems: int = 80000  # train-split problems mined for labels
     val_problems: int = 2000  # validation-split problems mined to report AUC / agreement
     features: tuple = FEATURE_NAMES
-    hidden_inputs: tuple | None = None  # hidden states read (names from HIDDEN_INPUTS); None: none
+    hidden_inputs: tuple | None = HIDDEN_INPUTS  # hidden states read (names from HIDDEN_INPUTS); None: none
     steps: int = 400
     lr: float = 3e-3
-    weight_decay: float = 1e-3
+    weight_decay: float = 1e-2
     either_weight: float = 0.1
-    batch: int = 64  # rows per decode call while mining and validating
+    batch: int = 256  # rows per decode call while mining and validating
 
 
 def _log(out: str, rec: dict) -> None:

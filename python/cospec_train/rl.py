@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 import cospec_ext
 from cospec_ext.arbiter import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
+from cospec_ext.engine.features import HIDDEN_INPUTS
 
 from .tasks import DEFAULT_DRAFT, DEFAULT_TARGET, make_task
 
@@ -69,8 +70,8 @@ class RLConfig:
     init_p: float = 0.2
     hidden: tuple = (32, 16)
     features: tuple = FEATURE_NAMES
-    hidden_features: bool = False  # also read the models' last hidden states (projected to proj_dim)
-    hidden_inputs: tuple | None = None  # which (HIDDEN_INPUTS names); None: t_parent, d_parent
+    hidden_features: bool = True  # also read the models' last hidden states (projected to proj_dim)
+    hidden_inputs: tuple | None = HIDDEN_INPUTS  # which (names from HIDDEN_INPUTS); None: t_parent, d_parent
     proj_dim: int = 8
     tree: str = "chain:4;fixed"
     max_new_tokens: int = 64

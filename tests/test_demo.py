@@ -42,7 +42,7 @@ def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):
     for key in ("cospec_minus_target", "cospec_minus_best_heuristic"):
         assert set(res["comparisons"][key]) >= {"diff", "ci_low", "ci_high", "n"}
         assert res["comparisons"][key]["n"] == 24
-    assert len(res["threshold_sweep"]) == 9
+    assert {0.1, 0.5, 0.9, res["threshold"]} <= {s["threshold"] for s in res["threshold_sweep"]}
     assert res["pooled"]["oracle"]["accuracy"] >= res["pooled"]["target"]["accuracy"]
     assert (tmp_path / "p.png").exists() and "pooled over seeds" in capsys.readouterr().out
 

@@ -137,7 +137,12 @@ class SpecEngine:
         t_tgt = self.target.seconds - t_tgt0
         ls = ops.logit_stats(logits, cand, parents, validate=False) if self.arbiter is not None else None
         accept = feats = probs = hid = None
-        if self.arbiter is not None and N > 1:
+        # Greedy, the arbiter is consulted only where a drafted token differs from the target's
+        # choice: a round whose every token matches (most rounds of a good draft) skips the
+        # features and the arbiter (one host sync; the walk is the same either way)
+        consult = self.arbiter is not None and N > 1 and (
+            self.T > 0 or bool((cand[:, 1:] != ls.argmax.gather(1, parents[:, 1:].clamp(min=0))).any()))
+        if consult:
             feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated, d.levels)
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
             if self.use_hidden:  # the models' last hidden states the arbiter reads (features.py)

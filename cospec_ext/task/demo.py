@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-n", type=int, default=validation.VAL_N, help="validation problems for --revalidate")
     ap.add_argument("--val-seed", type=int, default=validation.VAL_SEED, help="validation seed for --revalidate")
     ap.add_argument("--threshold", type=float, default=None, help="override the validated arbiter threshold")
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (speed = their median)")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats (speed = their median)")
     ap.add_argument("--timing-n", type=int, default=100, help="problems per seed in each timed repeat")
     ap.add_argument("--batch", type=int, default=8, help="rows per decode call when timing (speedups depend on it)")
     ap.add_argument("--eval-batch", type=int, default=64, help="rows per decode call for the accuracy pass")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     pooled["oracle"] = report.pooled_row([], oracle)
     comp = report.comparisons(correct, best)
     sweep = []
-    for t in validation.THRESHOLDS:  # for the plot: the trade-off the threshold controls (not a choice)
+    for t in sorted({0.1, 0.3, 0.5, 0.7, 0.9, threshold}):  # for the plot: the trade-off the threshold controls
         accs = [run_method("sweep", target, draft, task, sub, mode="cospec", arbiter=arb, threshold=t,
                            **acc_common)[0] for sub in [task.problems(args.n, seed=s, split="test") for s in seeds]]
         sweep.append({"threshold": t, "accuracy": sum(sum(a.correct) for a in accs) / sum(a.n for a in accs)})

@@ -42,6 +42,18 @@ from cospec_train.tasks import make_task  # noqa: E402
 ALL_HIDDEN = ("t_parent", "d_parent", "t_cand")
 
 
+def markdown(res: dict) -> str:
+    """The ablation JSON as a markdown table."""
+    lines = ["| variant | threshold (set A) | accuracy (set B) | - target [95% CI] | AUC | agreement | seconds |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in res["rows"]:
+        d = r["minus_target_b"]
+        lines.append(f"| {r['variant']} | {r['threshold']:g} | {r['accuracy_b']:.4f} | {100 * d['diff']:+.1f} "
+                     f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | {r['auc']:.3f} | "
+                     f"{r['agreement_decisive']:.3f} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/arbiter", help="work directory (mined labels, RL runs under ablation_*)")
@@ -50,7 +62,12 @@ def main(argv=None) -> int:
     ap.add_argument("--val-n", type=int, default=2000, help="problems in each validation set")
     ap.add_argument("--rl-only-updates", type=int, default=150, help="RL updates from a constant start")
     ap.add_argument("--rl-updates", type=int, default=40, help="RL updates after imitation")
+    ap.add_argument("--markdown", metavar="JSON", help="only print the table of an earlier run's JSON")
     args = ap.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return 0
     torch.set_num_threads(args.threads)
     cfg = RLConfig(out=args.out, threads=args.threads, updates=args.rl_updates)
     icfg = ImitateConfig()
@@ -107,6 +124,7 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"target_accuracy_b": tgt_b.accuracy, "val_n": args.val_n, "rows": rows}, f, indent=1)
+    print(markdown({"rows": rows}))
     print(f"json: {args.json}")
     return 0
 

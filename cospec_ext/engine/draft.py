@@ -131,7 +131,8 @@ class Drafter:
                                                st.anc[None, lo:hi, :hi], d)
             rec.level_out(logits, self.runner.last_hidden)
         n = st.levels[last][1]
-        stats = rec.at_parents(st.parents[None, :n].clamp(min=0), logp_cand[:, :n]) if want_stats else None
+        par, lp = st.parents[None, :n].clamp(min=0), logp_cand[:, :n] if want_stats else None
+        stats = _LazyStats(lambda: rec.at_parents(par, lp)) if want_stats else None  # gathered if read
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 
@@ -206,6 +207,21 @@ class Drafter:
             path = full
         self.runner.cache.rollback(self.root_slot, path)
         return self.root_slot + torch.clamp(accept_len + 1, max=d.levels)
+
+
+class _LazyStats(dict):
+    """The draft statistics as a dict filled on first read: a round whose drafted tokens all
+    match the target's never consults the arbiter, so it never gathers them."""
+
+    def __init__(self, fill):
+        super().__init__()
+        self._fill = fill
+
+    def __getitem__(self, key):
+        if self._fill is not None:
+            self.update(self._fill())
+            self._fill = None
+        return super().__getitem__(key)
 
 
 class _Recorder:

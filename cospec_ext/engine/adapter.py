@@ -142,6 +142,9 @@ class HFAdapter:
         self._keep_kw = "logits_to_keep" in params
         self._eager = getattr(cfg, "_attn_implementation", "sdpa") == "eager"
         self._cache = SlotCache(self.num_layers)
+        # the last hidden state is the LM head's input: a hook there reads it without
+        # output_hidden_states collecting every layer's (None: fall back to that)
+        self._head = out_emb if isinstance(out_emb, torch.nn.Module) else None
 
     def forward(self, input_ids, position_ids, attention_mask, kv: KVView, logits_to_keep: int = 0,
                 return_hidden: bool = False):
@@ -152,15 +155,25 @@ class HFAdapter:
         kwargs = {self._cache_kw: self._cache.bind(kv, kv.s_used - input_ids.shape[1])}
         if self._keep_kw:
             kwargs["logits_to_keep"] = logits_to_keep
-        if return_hidden:
+        seen, hook = [], None
+        if return_hidden and self._head is not None:
+            hook = self._head.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+        elif return_hidden:
             kwargs["output_hidden_states"] = True
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
-                         **kwargs)
+        try:
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True,
+                             **kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
         logits = out.logits if hasattr(out, "logits") else out[0]
         if logits_to_keep and logits.shape[1] != logits_to_keep:
             logits = logits[:, -logits_to_keep:]
         if return_hidden:
-            return logits, out.hidden_states[-1]
+            if hook is not None and not seen:
+                raise RuntimeError(f"{type(self.model).__name__}: its output embeddings were not called as a module, "
+                                   "so the last hidden state could not be read for the arbiter")
+            return logits, (seen[-1] if hook is not None else out.hidden_states[-1])
         return logits
 
 

@@ -138,3 +138,33 @@ def test_hidden_inputs_at_the_candidate():
     with pytest.raises(ValueError, match="hidden input"):
         Arbiter(hidden=(4,), hidden_sizes=(8, 8), hidden_inputs=("t_cand", "nope"))
     assert math.isfinite(float(out.stats.mean_accept_len))
+
+
+def test_hidden_from_the_head_hook_equals_output_hidden_states(monkeypatch):
+    """The adapter reads the last hidden state at the LM head's input; transformers'
+    output_hidden_states (the fallback) gives the same values, so decisions are unchanged."""
+    from cospec_ext.engine import adapter as ad
+
+    target, draft = tiny("llama", 2, seed=37), tiny("llama", 1, seed=38)
+    arb = Arbiter(FEATURE_NAMES, hidden=(4,), hidden_sizes=(32, 32, 32), proj_dim=3,
+                  hidden_inputs=("t_parent", "d_parent", "t_cand"))
+    with torch.no_grad():
+        arb.out.weight.normal_()
+    ids, mask = prompts(3, 8)
+    kw = dict(mode="cospec", arbiter=arb, tree="chain:3;fixed", max_new_tokens=12, eos_token_id=EOS,
+              pad_token_id=PAD, return_trace=True)
+    a = cospec_ext.decode(target, draft, ids, mask, **kw)
+    init = ad.HFAdapter.__init__
+
+    def no_hook(self, model):
+        init(self, model)
+        self._head = None
+
+    monkeypatch.setattr(ad.HFAdapter, "__init__", no_hook)
+    b = cospec_ext.decode(target, draft, ids, mask, **kw)
+    assert torch.equal(a.sequences, b.sequences)
+    steps = [(x, y) for x, y in zip(a.trace.steps, b.trace.steps) if x["hidden"] is not None]
+    assert steps
+    for x, y in steps:
+        torch.testing.assert_close(x["hidden"], y["hidden"], rtol=0, atol=0)
+        torch.testing.assert_close(x["probs"], y["probs"], rtol=0, atol=0)

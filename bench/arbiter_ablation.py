@@ -36,8 +36,7 @@ from cospec_ext.task import validation  # noqa: E402
 from cospec_ext.task.evaluate import paired_diff, run_method  # noqa: E402
 from cospec_train.imitate import decisive_auc, fit  # noqa: E402
 from cospec_train.pipeline import ImitateConfig, mined_set, sizes_all  # noqa: E402
-from cospec_train.rl import RLConfig, load_models, train  # noqa: E402
-from cospec_train.tasks import make_task  # noqa: E402
+from cospec_train.rl import RLConfig, load_all, train  # noqa: E402
 
 ALL_HIDDEN = ("t_parent", "d_parent", "t_cand")
 
@@ -71,8 +70,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cfg = RLConfig(out=args.out, threads=args.threads, updates=args.rl_updates)
     icfg = ImitateConfig()
-    task = make_task(cfg.task)
-    target, draft = load_models(cfg)
+    models = task, target, draft = load_all(cfg)
     sa = sizes_all(target, draft)
     t0 = time.perf_counter()
     train_set = mined_set(cfg, icfg, task, target, draft, "train", icfg.train_problems, cfg.seed)
@@ -111,15 +109,15 @@ def main(argv=None) -> int:
     rows.append(judge("imitation, + hidden states (shipped)", im, im_s))
     t1 = time.perf_counter()
     rl_only = train(replace(cfg, out=os.path.join(args.out, "ablation_rl_only"), updates=args.rl_only_updates),
-                    progress=False)
+                    progress=False, models=models)
     rows.append(judge("RL only (constant start)", rl_only, time.perf_counter() - t1))
     im_dir = im.save(os.path.join(args.out, "ablation_imitate", "arbiter"))
     t1 = time.perf_counter()
-    both = train(replace(cfg, out=os.path.join(args.out, "ablation_im_rl"), init=im_dir), progress=False)
+    both = train(replace(cfg, out=os.path.join(args.out, "ablation_im_rl"), init=im_dir), progress=False, models=models)
     rows.append(judge("imitation + RL", both, im_s + time.perf_counter() - t1))
     t1 = time.perf_counter()
     cf = train(replace(cfg, out=os.path.join(args.out, "ablation_im_rl_cf"), init=im_dir, credit="counterfactual"),
-               progress=False)
+               progress=False, models=models)
     rows.append(judge("imitation + RL, counterfactual credit", cf, im_s + time.perf_counter() - t1))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .adapter import as_adapter
-from .features import FEATURE_NAMES, HIDDEN_INPUTS, check_arbiter, hidden_inputs_of
+from .features import FEATURE_NAMES, check_arbiter, hidden_inputs_of, hidden_widths
 from .loop import SpecEngine
 from .tree import TreeSpec, parse_tree
 
@@ -193,13 +193,9 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         if tgt.dtype != drf.dtype:
             raise ValueError(f"draft and target have different dtypes: {tgt.dtype} vs {drf.dtype}")
     hs = getattr(arbiter, "hidden_sizes", None) if mode == "cospec" else None
-    if hs is not None:
+    if hs is not None:  # check_arbiter has validated the names
         names = hidden_inputs_of(arbiter)
-        bad = [n for n in names if n not in HIDDEN_INPUTS]
-        if bad or len(names) != len(hs):
-            raise ValueError(f"`arbiter` hidden_inputs {list(names)} must name one of {list(HIDDEN_INPUTS)} per entry "
-                             f"of hidden_sizes {list(hs)}")
-        got = tuple(getattr(tgt if n.startswith("t_") else drf, "hidden_size", None) for n in names)
+        got = hidden_widths(names, getattr(tgt, "hidden_size", None), getattr(drf, "hidden_size", None))
         if tuple(hs) != got:
             raise ValueError(f"`arbiter` reads hidden states of widths {tuple(hs)} ({', '.join(names)}) but the "
                              f"models have {got}")

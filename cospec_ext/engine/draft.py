@@ -131,8 +131,10 @@ class Drafter:
                                                st.anc[None, lo:hi, :hi], d)
             rec.level_out(logits, self.runner.last_hidden)
         n = st.levels[last][1]
-        par, lp = st.parents[None, :n].clamp(min=0), logp_cand[:, :n] if want_stats else None
-        stats = _LazyStats(lambda: rec.at_parents(par, lp)) if want_stats else None  # gathered if read
+        stats = None
+        if want_stats:  # gathered only if the arbiter reads them
+            par, lp = st.parents[None, :n].clamp(min=0), logp_cand[:, :n]
+            stats = _LazyStats(lambda: rec.at_parents(par, lp))
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 

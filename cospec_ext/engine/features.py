@@ -68,7 +68,8 @@ class ArbiterLike(Protocol):
 
 
 def check_arbiter(arbiter) -> list[int]:
-    """Validates an arbiter and returns the FEATURE_NAMES columns it reads."""
+    """Validates an arbiter (its columns and, with `hidden_sizes`, one known hidden input per
+    width) and returns the FEATURE_NAMES columns it reads."""
     if not isinstance(arbiter, ArbiterLike):
         raise TypeError(f"`arbiter` must have `feature_names` and `predict_proba(features)`, got {type(arbiter).__name__}")
     names = list(arbiter.feature_names)
@@ -79,7 +80,18 @@ def check_arbiter(arbiter) -> list[int]:
     if width is not None and int(width) != len(names):
         raise ValueError(f"`arbiter` expects {int(width)} input features but its feature_names list {len(names)}: "
                          "the feature width does not match")
+    sizes = getattr(arbiter, "hidden_sizes", None)
+    if sizes is not None:
+        hin = hidden_inputs_of(arbiter)
+        if any(n not in HIDDEN_INPUTS for n in hin) or len(hin) != len(sizes):
+            raise ValueError(f"`arbiter` hidden_inputs {list(hin)} must name one of {list(HIDDEN_INPUTS)} per entry "
+                             f"of hidden_sizes {list(sizes)}")
     return [FEATURE_NAMES.index(n) for n in names]
+
+
+def hidden_widths(names, target_width: int | None, draft_width: int | None) -> tuple:
+    """The width of each named hidden input (t_*: the target's hidden size, d_*: the draft's)."""
+    return tuple(target_width if n.startswith("t_") else draft_width for n in names)
 
 
 def hidden_inputs_of(arbiter) -> tuple[str, ...]:
@@ -134,13 +146,12 @@ def lookahead(ls: LogitStats, candidates: torch.Tensor, parents: torch.Tensor, l
     has = fc < N
     fcc = fc.clamp(max=N - 1)
     ok = has & (ls.argmax == candidates.gather(1, fcc))  # the target accepts the first child
-    lp_fc = torch.where(has, ls.cand_logprob.gather(1, fcc), torch.zeros((), device=dev))  # [B, N]
-    zero = torch.zeros(B, N, device=dev)
-    n, acc, tot = zero, zero, zero
+    lp_fc = torch.where(has, ls.cand_logprob.gather(1, fcc), 0.0)  # [B, N]
+    n = acc = tot = torch.zeros(B, N, device=dev)
     for _ in range(max(int(levels), 0)):  # each pass extends every path by one node
-        n = torch.where(has, 1 + n.gather(1, fcc), zero)
-        acc = torch.where(ok, 1 + acc.gather(1, fcc), zero)
-        tot = torch.where(has, lp_fc + tot.gather(1, fcc), zero)
+        n = torch.where(has, 1 + n.gather(1, fcc), 0.0)
+        acc = torch.where(ok, 1 + acc.gather(1, fcc), 0.0)
+        tot = torch.where(has, lp_fc + tot.gather(1, fcc), 0.0)
     return n, acc, lp_fc, tot
 
 

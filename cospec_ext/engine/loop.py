@@ -138,10 +138,12 @@ class SpecEngine:
         ls = ops.logit_stats(logits, cand, parents, validate=False) if self.arbiter is not None else None
         accept = feats = probs = hid = None
         # Greedy, the arbiter is consulted only where a drafted token differs from the target's
-        # choice: a round whose every token matches (most rounds of a good draft) skips the
-        # features and the arbiter (one host sync; the walk is the same either way)
+        # choice: on the CPU (where reading the check costs no device sync) a round whose every
+        # token matches (most rounds of a good draft) skips the features and the arbiter; the
+        # walk is the same either way
         consult = self.arbiter is not None and N > 1 and (
-            self.T > 0 or bool((cand[:, 1:] != ls.argmax.gather(1, parents[:, 1:].clamp(min=0))).any()))
+            self.T > 0 or self.dev.type != "cpu"
+            or bool((cand[:, 1:] != ls.argmax.gather(1, parents[:, 1:].clamp(min=0))).any()))
         if consult:
             feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated, d.levels)
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
@@ -193,10 +195,13 @@ class SpecEngine:
         parent (d_parent)."""
         th = self.target.last_hidden  # [B, N, H_t]
         B, N, H = th.shape
-        parts = {"t_cand": lambda: th,
-                 "t_parent": lambda: th.gather(1, parents.clamp(min=0)[..., None].expand(B, N, H)),
-                 "d_parent": lambda: d.stats["d_parent_hidden"]}
-        return torch.cat([parts[k]() for k in self.hidden_inputs], dim=-1).float()
+        parts = []
+        for k in self.hidden_inputs:
+            if k == "t_parent":
+                parts.append(th.gather(1, parents.clamp(min=0)[..., None].expand(B, N, H)))
+            else:
+                parts.append(th if k == "t_cand" else d.stats["d_parent_hidden"])
+        return torch.cat(parts, dim=-1).float()
 
     def _retire(self, finished: torch.Tensor) -> None:
         """Writes the rows that finished (CPU bool [B]) to the output and compacts the batch

@@ -90,8 +90,9 @@ def consulted_items(task, runs) -> list[dict]:
     """The arbiter's consulted decisions in CoSpec runs (runs: (problems, input_ids,
     DecodeOutput with trace) batches), each a dict: problem (the record), row, prompt
     (unpadded ids), prefix (answer tokens before the candidate), cand, decision (bool), prob
-    (the arbiter's probability), features (float32 [len(FEATURE_NAMES)]), hidden (float32 [H] or None). Nodes consulted
-    below an accepted EOS in the same round are left out (the answer had ended)."""
+    (the arbiter's probability), features (float32 [len(FEATURE_NAMES)]), hidden (float32 [H]
+    or None). Nodes consulted below an accepted EOS in the same round are left out (the
+    answer had ended)."""
     items = []
     for chunk, ids, out in runs:
         P = ids.shape[1]

@@ -54,7 +54,7 @@ def _methods(target, draft, arb, threshold, rules):
     """name -> run_method keyword arguments."""
     m = {"target": dict(mode="target"), "draft": dict(mode="draft", target=None), "spd": dict(mode="spd"),
          "cospec": dict(mode="cospec", arbiter=arb, threshold=threshold)}
-    for fam, h in rules.items():
+    for h in rules.values():
         m[h.name] = dict(mode="cospec", arbiter=h)
     return m
 
@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     methods = _methods(target, draft, arb, threshold, rules)
     acc_common = dict(tree=args.tree, batch=args.eval_batch, max_new_tokens=args.max_new_tokens)
     t_start = time.perf_counter()
-    per_seed, correct, subsets = {}, {name: [] for name in methods}, []
+    per_seed, correct, tests = {}, {name: [] for name in methods}, []
     agree_runs, oracle = [], []
     for seed in seeds:
         test = task.problems(args.n, seed=seed, split="test")
-        subsets.append(test[:args.timing_n])
+        tests.append(test)
         rows = {}
         for name, kw in methods.items():
             r, runs = _run(name, kw, target, draft, task, test, return_trace=name == "cospec", **acc_common)
@@ -153,29 +153,29 @@ def main(argv: list[str] | None = None) -> int:
                           **report.comparisons({k: r.correct for k, r in rows.items()}, best)}
         print(f"\nseed {seed}: " + report.diff_line("cospec - target", per_seed[seed]["cospec_minus_target"]) + "; " +
               (report.diff_line("cospec - " + best, per_seed[seed]["cospec_minus_best_heuristic"]) if best else ""))
-    print(f"\ntiming: {args.repeats} interleaved repeats x {len(subsets)} seeds x {args.timing_n} problems, "
+    print(f"\ntiming: {args.repeats} interleaved repeats x {len(tests)} seeds x {args.timing_n} problems, "
           f"batch {args.batch} ...")
     tcommon = dict(tree=args.tree, batch=args.batch, max_new_tokens=args.max_new_tokens)
+    subsets = [test[:args.timing_n] for test in tests]
     tps = timed(methods, target, draft, task, subsets, args.repeats, **tcommon)
-    med = {k: statistics.median(v) for k, v in tps.items()}
     pooled = {}
     for name in methods:
         pooled[name] = report.pooled_row([per_seed[s]["methods"][name] for s in seeds], correct[name])
-        pooled[name]["tokens_per_s"] = med[name]
+        pooled[name]["tokens_per_s"] = statistics.median(tps[name])
         pooled[name]["speedup_repeats"] = [a / b for a, b in zip(tps[name], tps["target"])]
         pooled[name]["speedup"] = statistics.median(pooled[name]["speedup_repeats"])
     pooled["oracle"] = report.pooled_row([], oracle)
     comp = report.comparisons(correct, best)
     sweep = []
     for t in sorted({0.1, 0.3, 0.5, 0.7, 0.9, threshold}):  # for the plot: the trade-off the threshold controls
-        accs = [run_method("sweep", target, draft, task, sub, mode="cospec", arbiter=arb, threshold=t,
-                           **acc_common)[0] for sub in [task.problems(args.n, seed=s, split="test") for s in seeds]]
-        sweep.append({"threshold": t, "accuracy": sum(sum(a.correct) for a in accs) / sum(a.n for a in accs)})
+        ok = correct["cospec"] if t == threshold else [
+            c for test in tests for c in run_method("sweep", target, draft, task, test, mode="cospec", arbiter=arb,
+                                                    threshold=t, **acc_common)[0].correct]
+        sweep.append({"threshold": t, "accuracy": sum(ok) / len(ok)})
     sw_t = timed({t["threshold"]: dict(mode="cospec", arbiter=arb, threshold=t["threshold"]) for t in sweep},
                  target, draft, task, subsets, 1, **tcommon)  # one timed pass each: the plot only
-    med["target"] = tps["target"][-1]  # the dots: against the last repeat's target-only pass
-    for s in sweep:
-        s["speedup"] = sw_t[s["threshold"]][0] / med["target"]
+    for s in sweep:  # against the last repeat's target-only pass
+        s["speedup"] = sw_t[s["threshold"]][0] / tps["target"][-1]
     agree = decision_agreement(target, task, agree_runs, args.max_new_tokens)
     print(f"\npooled over seeds {seeds} ({len(correct['target'])} problems):")
     report.print_table(pooled)

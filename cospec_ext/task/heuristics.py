@@ -19,6 +19,7 @@ import torch
 
 class _Rule:
     feature_names: tuple = ()
+    family: str = ""  # the key of its parameter grid in candidates() and of validation.json
 
     def rule(self, x: torch.Tensor) -> torch.Tensor:  # [M, F] -> bool [M]
         raise NotImplementedError
@@ -29,7 +30,8 @@ class _Rule:
 
 class AlwaysAccept(_Rule):
     feature_names = ("t_logp_cand",)
-    name, family, params = "always-accept", "always-accept", {}
+    family = name = "always-accept"
+    params: dict = {}
 
     def rule(self, x):
         return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -37,10 +39,11 @@ class AlwaysAccept(_Rule):
 
 class TargetUncertain(_Rule):
     feature_names = ("t_logp_top",)
+    family = "target-uncertain"
 
     def __init__(self, tau: float):
         self.tau, self.name = float(tau), f"target-uncertain(p_top<{tau:g})"
-        self.family, self.params = "target-uncertain", {"tau": self.tau}
+        self.params = {"tau": self.tau}
 
     def rule(self, x):
         return x[:, 0] < math.log(self.tau)
@@ -48,11 +51,12 @@ class TargetUncertain(_Rule):
 
 class TypicalAcceptance(_Rule):
     feature_names = ("t_logp_cand", "t_entropy")
+    family = "typical"
 
     def __init__(self, eps: float = 0.3, delta: float = 0.09):
         self.eps, self.delta = float(eps), float(delta)
         self.name = f"typical(eps={eps:g},delta={delta:g})"
-        self.family, self.params = "typical", {"eps": self.eps, "delta": self.delta}
+        self.params = {"eps": self.eps, "delta": self.delta}
 
     def rule(self, x):
         p = x[:, 0].exp()
@@ -61,10 +65,11 @@ class TypicalAcceptance(_Rule):
 
 class KLJudge(_Rule):
     feature_names = ("kl_dt",)
+    family = "kl-judge"
 
     def __init__(self, tau: float):
         self.tau, self.name = float(tau), f"kl-judge(KL<{tau:g})"
-        self.family, self.params = "kl-judge", {"tau": self.tau}
+        self.params = {"tau": self.tau}
 
     def rule(self, x):
         return x[:, 0] < self.tau
@@ -72,18 +77,16 @@ class KLJudge(_Rule):
 
 def candidates() -> dict[str, list]:
     """The parameter grid each baseline is tuned over (on the validation split)."""
-    return {
-        "always-accept": [AlwaysAccept()],
-        "target-uncertain": [TargetUncertain(t) for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)],
-        "typical": [TypicalAcceptance(e, d) for e in (0.05, 0.1, 0.2, 0.3) for d in (0.09, 0.3)],
-        "kl-judge": [KLJudge(t) for t in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)],
-    }
+    grids = [[AlwaysAccept()],
+             [TargetUncertain(t) for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)],
+             [TypicalAcceptance(e, d) for e in (0.05, 0.1, 0.2, 0.3) for d in (0.09, 0.3)],
+             [KLJudge(t) for t in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)]]
+    return {grid[0].family: grid for grid in grids}
 
 
 def from_params(family: str, params: dict):
     """The rule of `family` with `params` (as stored in a validation.json)."""
-    cls = {"always-accept": AlwaysAccept, "target-uncertain": TargetUncertain, "typical": TypicalAcceptance,
-           "kl-judge": KLJudge}
+    cls = {c.family: c for c in (AlwaysAccept, TargetUncertain, TypicalAcceptance, KLJudge)}
     if family not in cls:
         raise ValueError(f"unknown baseline family {family!r} (expected one of {sorted(cls)})")
     return cls[family](**params)

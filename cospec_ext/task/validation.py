@@ -25,17 +25,19 @@ VAL_SEED, VAL_N = 1, 2000
 FILE = "validation.json"
 
 
+def _rank(r: dict) -> tuple:
+    """What "best on validation" means everywhere: most accurate, ties to the longer accepted
+    length; max() then keeps the first of equal entries, so every choice is deterministic."""
+    return r["accuracy"], r["mean_accept_len"] or 0.0
+
+
 def best_of(options, run) -> tuple[object, dict]:
-    """The option whose run is most accurate (ties: longer accepted length, then the first)
-    -> (option, {accuracy, mean_accept_len})."""
-    best = None
+    """The option whose run is best (_rank) -> (option, {accuracy, mean_accept_len})."""
+    scored = []
     for o in options:
         r = run(o)
-        key = (r.accuracy, r.mean_accept_len or 0.0)
-        if best is None or key > best[0]:
-            best = (key, o)
-    (acc, alen), o = best
-    return o, {"accuracy": acc, "mean_accept_len": alen}
+        scored.append((o, {"accuracy": r.accuracy, "mean_accept_len": r.mean_accept_len}))
+    return max(scored, key=lambda x: _rank(x[1]))
 
 
 def threshold_sweep(target, draft, task, problems, arbiter, thresholds=THRESHOLDS, **common) -> list[dict]:
@@ -49,8 +51,8 @@ def threshold_sweep(target, draft, task, problems, arbiter, thresholds=THRESHOLD
 
 
 def pick_threshold(sweep: list[dict]) -> dict:
-    """The sweep entry of highest accuracy (ties: longer accepted length, then the lower threshold)."""
-    return max(sweep, key=lambda s: (s["accuracy"], s["mean_accept_len"] or 0.0, -s["threshold"]))
+    """The best sweep entry (_rank; ties: the lower threshold)."""
+    return max(sorted(sweep, key=lambda s: s["threshold"]), key=_rank)
 
 
 def choose(target, draft, task, arbiter, *, n: int = VAL_N, seed: int = VAL_SEED, tree: str = "chain:4;fixed",
@@ -74,9 +76,7 @@ def choose(target, draft, task, arbiter, *, n: int = VAL_N, seed: int = VAL_SEED
                                                         arbiter=h, **common)[0])
             res["baselines"][family] = {"name": h.name, "params": h.params, **r}
             log(f"  validation: {family} -> {h.name} ({r['accuracy']:.3f})")
-        fams = list(res["baselines"])
-        res["best_baseline"] = max(fams, key=lambda f: (res["baselines"][f]["accuracy"],
-                                                        res["baselines"][f]["mean_accept_len"], -fams.index(f)))
+        res["best_baseline"] = max(res["baselines"], key=lambda f: _rank(res["baselines"][f]))
     return res
 
 

@@ -108,10 +108,10 @@ def run(args) -> int:
                    clip=args.clip, entropy_coef=args.entropy_coef, speed_coef=args.speed_coef, init_p=args.init_p,
                    hidden=tuple(int(h) for h in args.hidden.split(",")), tree=args.tree,
                    max_new_tokens=args.max_new_tokens, ckpt_every=args.ckpt_every, seed=args.seed,
-                   threads=args.threads, hidden_features=hin is not None, hidden_inputs=hin, proj_dim=args.proj_dim,
+                   threads=args.threads, hidden_inputs=hin, proj_dim=args.proj_dim,
                    features=_features(args.features), init=args.init, credit=args.credit)
-    icfg = ImitateConfig(train_problems=args.train_problems, val_problems=args.val_problems,
-                         features=cfg.features, hidden_inputs=hin, steps=args.steps, lr=args.im_lr,
+    icfg = ImitateConfig(train_problems=args.train_problems, val_problems=args.val_problems, steps=args.steps,
+                         lr=args.im_lr,
                          weight_decay=args.weight_decay, either_weight=args.either_weight, batch=args.batch)
     if args.stage != "rl" and world > 1:
         raise SystemExit(f"cospec train: error: --stage {args.stage} runs in one process (only rl is data-parallel)")

@@ -18,6 +18,8 @@ import torch
 from cospec_ext.arbiter import Arbiter
 from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS
 
+from .mine import policy_proba, select_hidden
+
 
 def targets(data: dict, either_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(y float32 [M], w float32 [M]) of a mined set (module docstring)."""
@@ -26,13 +28,6 @@ def targets(data: dict, either_weight: float) -> tuple[torch.Tensor, torch.Tenso
     y = torch.where(decisive, a.float(), torch.full_like(a, 0.5, dtype=torch.float32))
     w = torch.where(decisive, torch.ones_like(y), torch.full_like(y, float(either_weight)))
     return y, w
-
-
-def hidden_columns(data: dict, sizes_all: tuple, names: tuple) -> torch.Tensor:
-    """The mined hidden states [M, sum(sizes_all)] (laid out as HIDDEN_INPUTS) cut to `names`."""
-    starts = torch.tensor([0, *sizes_all]).cumsum(0).tolist()
-    return torch.cat([data["hidden"][:, starts[HIDDEN_INPUTS.index(n)]:starts[HIDDEN_INPUTS.index(n) + 1]]
-                      for n in names], dim=-1)
 
 
 def fit(data: dict, features=FEATURE_NAMES, hidden=(32, 16), *, hidden_inputs: tuple | None = None,
@@ -49,7 +44,7 @@ def fit(data: dict, features=FEATURE_NAMES, hidden=(32, 16), *, hidden_inputs: t
     sizes = None
     if hidden_inputs:
         sizes = tuple(sizes_all[HIDDEN_INPUTS.index(n)] for n in hidden_inputs)
-        Hs = hidden_columns(data, sizes_all, tuple(hidden_inputs)).float()  # [M, sum(sizes)]
+        Hs = select_hidden(data["hidden"], sizes_all, hidden_inputs).float()  # [M, sum(sizes)]
     arb = Arbiter(features, hidden=hidden, hidden_sizes=sizes, proj_dim=proj_dim, hidden_inputs=hidden_inputs)
     arb.set_normalization(X)
     if Hs is not None:  # scale the hidden states' projection input once, into the projection
@@ -82,8 +77,6 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 def decisive_auc(arb, data: dict, sizes_all: tuple | None = None) -> dict:
     """The arbiter on a mined set's decisive mismatches: AUC, and how often p >= threshold
     picks the correct branch (agreement with the oracle)."""
-    from .mine import policy_proba
-
     a, r = data["accept_ok"], data["reject_ok"]
     dec = a != r
     cols = [FEATURE_NAMES.index(n) for n in arb.feature_names]

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import cospec_ext
-from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS
+from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS, hidden_widths
 from cospec_ext.task.analysis import consulted_items, replay_branches
 
 
@@ -48,17 +48,22 @@ class RecordingArbiter:
         return policy_proba(self.policy, x[:, self._cols], hidden, getattr(self, "hidden_sizes", None))
 
 
+def select_hidden(hidden_all: torch.Tensor, sizes_all, names) -> torch.Tensor:
+    """The hidden inputs `names` cut out of hidden_all [M, sum(sizes_all)], which holds all of
+    HIDDEN_INPUTS in that order (sizes_all: their widths) -> [M, sum of the named widths]."""
+    starts = torch.tensor([0, *sizes_all]).cumsum(0).tolist()
+    return torch.cat([hidden_all[:, starts[HIDDEN_INPUTS.index(n)]:starts[HIDDEN_INPUTS.index(n) + 1]]
+                      for n in names], dim=-1)
+
+
 def policy_proba(policy, x: torch.Tensor, hidden_all: torch.Tensor | None, sizes_all) -> torch.Tensor:
     """policy.predict_proba on its own columns x [M, F_p] and, when it reads hidden states,
-    its hidden inputs cut out of hidden_all [M, sum(sizes_all)] (laid out as HIDDEN_INPUTS)."""
+    its hidden inputs cut out of hidden_all (select_hidden)."""
     if getattr(policy, "hidden_sizes", None) is None:
         return policy.predict_proba(x)
     if hidden_all is None:
         raise ValueError("this policy reads hidden states: mine with hidden=True")
-    starts = torch.tensor([0, *sizes_all]).cumsum(0).tolist()
-    parts = [hidden_all[:, starts[HIDDEN_INPUTS.index(n)]:starts[HIDDEN_INPUTS.index(n) + 1]]
-             for n in policy.hidden_inputs]
-    return policy.predict_proba(x, hidden=torch.cat(parts, dim=-1))
+    return policy.predict_proba(x, hidden=select_hidden(hidden_all, sizes_all, policy.hidden_inputs))
 
 
 def mine(task, target, draft, problems: list[dict], *, tree: str = "chain:4;fixed", max_new_tokens: int = 64,
@@ -67,7 +72,7 @@ def mine(task, target, draft, problems: list[dict], *, tree: str = "chain:4;fixe
     dict of CPU tensors: features float32 [M, len(FEATURE_NAMES)], hidden float32
     [M, H_t + H_d + H_t] (with `hidden`), accept_ok / reject_ok / decision bool [M],
     problem int64 [M] (index into problems), run_ok bool [len(problems)] (the run's answers)."""
-    sizes = (target.config.hidden_size, draft.config.hidden_size, target.config.hidden_size) if hidden else None
+    sizes = hidden_widths(HIDDEN_INPUTS, target.config.hidden_size, draft.config.hidden_size) if hidden else None
     rec = RecordingArbiter(policy, threshold, sizes)
     items, run_ok = [], []
     for s in range(0, len(problems), batch):

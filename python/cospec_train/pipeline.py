@@ -25,21 +25,18 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cospec_ext.arbiter import Arbiter
-from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS
+from cospec_ext.engine.features import HIDDEN_INPUTS, hidden_widths
 from cospec_ext.task import validation
 
 from .imitate import decisive_auc, fit
 from .mine import load_mined, mine, save_mined, summary
-from .rl import RLConfig, load_models
-from .tasks import make_task
+from .rl import RLConfig, load_all
 
 
 @dataclass
 class ImitateConfig:
     train_problems: int = 80000  # train-split problems mined for labels
     val_problems: int = 2000  # validation-split problems mined to report AUC / agreement
-    features: tuple = FEATURE_NAMES
-    hidden_inputs: tuple | None = HIDDEN_INPUTS  # hidden states read (names from HIDDEN_INPUTS); None: none
     steps: int = 400
     lr: float = 3e-3
     weight_decay: float = 1e-2
@@ -69,23 +66,24 @@ def mined_set(cfg: RLConfig, icfg: ImitateConfig, task, target, draft, split: st
 
 
 def sizes_all(target, draft) -> tuple:
-    return (target.config.hidden_size, draft.config.hidden_size, target.config.hidden_size)
+    """The widths of every hidden input (HIDDEN_INPUTS), as mined sets lay them out."""
+    return hidden_widths(HIDDEN_INPUTS, target.config.hidden_size, draft.config.hidden_size)
 
 
-def imitate(cfg: RLConfig, icfg: ImitateConfig, out_dir: str | None = None) -> Arbiter:
-    """Stage imitate (module docstring) -> the fitted arbiter, saved in out_dir (default OUT/arbiter)."""
+def imitate(cfg: RLConfig, icfg: ImitateConfig, out_dir: str | None = None, models: tuple | None = None) -> Arbiter:
+    """Stage imitate (module docstring) -> the fitted arbiter (reading cfg.features and
+    cfg.hidden_inputs), saved in out_dir (default OUT/arbiter); models: (task, target, draft)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     os.makedirs(cfg.out, exist_ok=True)
-    task = make_task(cfg.task, cfg.data, cfg.target)
-    target, draft = load_models(cfg)
+    task, target, draft = models or load_all(cfg)
     train = mined_set(cfg, icfg, task, target, draft, "train", icfg.train_problems, cfg.seed)
     sa = sizes_all(target, draft)
-    arb = fit(train, icfg.features, cfg.hidden, hidden_inputs=icfg.hidden_inputs, sizes_all=sa, proj_dim=cfg.proj_dim,
+    arb = fit(train, cfg.features, cfg.hidden, hidden_inputs=cfg.hidden_inputs, sizes_all=sa, proj_dim=cfg.proj_dim,
               steps=icfg.steps, lr=icfg.lr, weight_decay=icfg.weight_decay, either_weight=icfg.either_weight,
               seed=cfg.seed)
     rec = {"stage": "imitate", "train": summary(train), "train_fit": decisive_auc(arb, train, sa),
-           "config": {k: v for k, v in asdict(icfg).items()}}
+           "config": {**asdict(icfg), "features": list(cfg.features), "hidden_inputs": cfg.hidden_inputs}}
     if icfg.val_problems:
         val = mined_set(cfg, icfg, task, target, draft, "validation", icfg.val_problems, validation.VAL_SEED + 1)
         rec["validation"] = {**summary(val), **decisive_auc(arb, val, sa)}
@@ -97,12 +95,12 @@ def imitate(cfg: RLConfig, icfg: ImitateConfig, out_dir: str | None = None) -> A
 
 
 def validate(cfg: RLConfig, arbiter_dir: str, batch: int = 64, n: int = validation.VAL_N,
-             seed: int = validation.VAL_SEED, baselines: bool = True, sweep: list | None = None) -> dict:
+             seed: int = validation.VAL_SEED, baselines: bool = True, sweep: list | None = None,
+             models: tuple | None = None) -> dict:
     """Stage validate: validation.json beside the arbiter at arbiter_dir."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, cfg.data, cfg.target)
-    target, draft = load_models(cfg)
+    task, target, draft = models or load_all(cfg)
     choice = validation.choose(target, draft, task, Arbiter.load(arbiter_dir), n=n, seed=seed, tree=cfg.tree,
                                batch=batch, max_new_tokens=cfg.max_new_tokens, baselines=baselines, sweep=sweep)
     validation.save(arbiter_dir, choice)
@@ -115,20 +113,22 @@ def run_all(cfg: RLConfig, icfg: ImitateConfig, val_n: int = validation.VAL_N) -
 
     t0 = time.perf_counter()
     im_dir, rl_dir, final = (os.path.join(cfg.out, d) for d in ("imitate/arbiter", "rl/arbiter", "arbiter"))
+    models = load_all(cfg)  # once for every stage
     print("stage imitate: mining counterfactual labels, fitting the arbiter")
-    imitate(cfg, icfg, im_dir)
+    imitate(cfg, icfg, im_dir, models)
     print("stage rl: GRPO/PPO from the imitation arbiter")
     rl_cfg = RLConfig(**{**asdict(cfg), "init": im_dir, "out": os.path.join(cfg.out, "rl")})
-    train(rl_cfg, progress=True)
+    train(rl_cfg, progress=True, models=models)
     print("stage validate: each stage's best threshold on validation")
-    v_im = validate(cfg, im_dir, icfg.batch, val_n, baselines=False)
-    v_rl = validate(cfg, rl_dir, icfg.batch, val_n, baselines=False)
+    v_im = validate(cfg, im_dir, icfg.batch, val_n, baselines=False, models=models)
+    v_rl = validate(cfg, rl_dir, icfg.batch, val_n, baselines=False, models=models)
     keep = "rl" if v_rl["accuracy"] > v_im["accuracy"] else "imitate"
     print(f"  validation accuracy: imitation {v_im['accuracy']:.4f}, imitation + RL {v_rl['accuracy']:.4f} "
           f"-> keeping {keep}")
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(rl_dir if keep == "rl" else im_dir, final)
-    choice = validate(cfg, final, icfg.batch, val_n, baselines=True, sweep=(v_rl if keep == "rl" else v_im)["sweep"])
+    choice = validate(cfg, final, icfg.batch, val_n, baselines=True, sweep=(v_rl if keep == "rl" else v_im)["sweep"],
+                      models=models)
     choice["stages"] = {"kept": keep, "imitate": {"threshold": v_im["threshold"], "accuracy": v_im["accuracy"]},
                         "rl": {"threshold": v_rl["threshold"], "accuracy": v_rl["accuracy"]}}
     validation.save(final, choice)

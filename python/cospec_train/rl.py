@@ -47,7 +47,7 @@ from safetensors.torch import load_file, save_file
 import cospec_ext
 from cospec_ext.arbiter import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
-from cospec_ext.engine.features import HIDDEN_INPUTS
+from cospec_ext.engine.features import HIDDEN_INPUTS, hidden_widths
 
 from .tasks import DEFAULT_DRAFT, DEFAULT_TARGET, make_task
 
@@ -70,8 +70,8 @@ class RLConfig:
     init_p: float = 0.2
     hidden: tuple = (32, 16)
     features: tuple = FEATURE_NAMES
-    hidden_features: bool = True  # also read the models' last hidden states (projected to proj_dim)
-    hidden_inputs: tuple | None = HIDDEN_INPUTS  # which (names from HIDDEN_INPUTS); None: t_parent, d_parent
+    hidden_inputs: tuple | None = HIDDEN_INPUTS  # hidden states read (names from HIDDEN_INPUTS, projected
+    #   to proj_dim); None: none
     proj_dim: int = 8
     tree: str = "chain:4;fixed"
     max_new_tokens: int = 64
@@ -102,17 +102,21 @@ def load_models(cfg: RLConfig):
     return load(cfg.target), load(cfg.draft)
 
 
+def load_all(cfg: RLConfig) -> tuple:
+    """(task, target, draft) of a config."""
+    return (make_task(cfg.task, cfg.data, cfg.target), *load_models(cfg))
+
+
 def init_arbiter(cfg: RLConfig, target=None, draft=None) -> Arbiter:
     torch.manual_seed(cfg.seed)
     if cfg.init:
         arb = Arbiter.load(cfg.init)
         arb.validation, arb.threshold = None, 0.5  # RL samples decisions; its threshold is chosen later
         return arb
-    names = tuple(cfg.hidden_inputs or ("t_parent", "d_parent"))
-    sizes = tuple((target if n.startswith("t_") else draft).config.hidden_size for n in names) \
-        if cfg.hidden_features else None
+    names = tuple(cfg.hidden_inputs or ())
+    sizes = hidden_widths(names, target.config.hidden_size, draft.config.hidden_size) if names else None
     arb = Arbiter(cfg.features, hidden=cfg.hidden, hidden_sizes=sizes, proj_dim=cfg.proj_dim,
-                  hidden_inputs=names if cfg.hidden_features else None)
+                  hidden_inputs=names or None)
     with torch.no_grad():
         arb.out.weight.zero_()
         arb.out.bias.fill_(math.log(cfg.init_p / (1 - cfg.init_p)))
@@ -148,22 +152,23 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     r = reward.view(-1, G)
     adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
     cols = [FEATURE_NAMES.index(n) for n in arb.feature_names]
-    X, H, A, LP, ADV = [], [], [], [], []
     use_h = arb.hidden_sizes is not None
-    for b in range(n_rows) if cfg.credit != "counterfactual" else ():
-        f, a, p, *h = out.trace.decisions(b, with_hidden=use_h)
-        if f.shape[0] == 0:
-            continue
-        X.append(f[:, cols])
-        if use_h:
-            H.append(h[0])
-        A.append(a.float())
-        p = p.clamp(1e-6, 1 - 1e-6)
-        LP.append(torch.where(a, p.log(), (1 - p).log()))
-        ADV.append(adv[b].expand(f.shape[0]))
     if cfg.credit == "counterfactual":
         X, H, A, LP, ADV = _counterfactual(cfg, task, target, [probs[mine[b // G]] for b in range(n_rows)], ids,
                                            out, cols, use_h)
+    else:
+        X, H, A, LP, ADV = [], [], [], [], []
+        for b in range(n_rows):
+            f, a, p, *h = out.trace.decisions(b, with_hidden=use_h)
+            if f.shape[0] == 0:
+                continue
+            X.append(f[:, cols])
+            if use_h:
+                H.append(h[0])
+            A.append(a.float())
+            p = p.clamp(1e-6, 1 - 1e-6)
+            LP.append(torch.where(a, p.log(), (1 - p).log()))
+            ADV.append(adv[b].expand(f.shape[0]))
     F = len(cols)
     cat = lambda xs, *s: torch.cat(xs) if xs else torch.zeros(0, *s)  # noqa: E731
     m = torch.tensor([float(n_rows), float(correct.sum()), float(reward.sum()), float(out.stats.arbiter_consulted),
@@ -246,12 +251,12 @@ def _cut_log(log_path: str, upto: int) -> None:
 
 
 # -- the loop ----------------------------------------------------------------------------------
-def train(cfg: RLConfig, progress: bool = True) -> Arbiter:
+def train(cfg: RLConfig, progress: bool = True, models: tuple | None = None) -> Arbiter:
+    """The RL loop (module docstring); models: (task, target, draft) already loaded, else from cfg."""
     rank, world = _world()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    task = make_task(cfg.task, cfg.data, cfg.target)
-    target, draft = load_models(cfg)
+    task, target, draft = models or load_all(cfg)
     arb = init_arbiter(cfg, target, draft)
     opt = torch.optim.AdamW(arb.parameters(), lr=cfg.lr, weight_decay=0.0)
     os.makedirs(cfg.out, exist_ok=True)

@@ -131,6 +131,24 @@ def case_kv(dt, lead, B, H, S, D, N, gen, col_offset=0):
                                    G.exact("padding columns", gfull[..., :col_offset], full[..., :col_offset])))
 
 
+def case_features(dt, B, N, V, gen, shared_tree=False, pad=0):
+    name = f"node_features {NAME[dt]} [{B},{N},{V}] shared_tree={shared_tree} pad={pad}"
+    cand, par, x = G.make_tree(B, N, V, dt, gen, pad=pad)
+    d = (x.float() + torch.randn(x.shape, generator=gen)).to(dt)
+    if shared_tree:
+        par = par[:1]
+    depth = torch.zeros(par.shape, dtype=torch.int64)
+    for i in range(1, N):
+        depth[:, i] = depth.gather(1, par[:, i:i + 1])[:, 0] + 1
+    rank = torch.randint(0, 3, par.shape, generator=gen)
+    ngen = torch.randint(0, 100, (B,), generator=gen)
+    levels = int(depth.max())
+    want = ops.node_features(x, cand, par, depth, rank, ngen, d, levels)
+    G.poison([B * N * 20 * 4], copies=6)
+    got = ops.node_features(cuda_like(x), *(t.cuda() for t in (cand, par, depth, rank, ngen)), cuda_like(d), levels)
+    G.report(name, G.close("features", got, want, 2e-4, 2e-4))
+
+
 def case_garbage(gen):
     """Invalid values straight to the kernels (no validation): must not fault."""
     B, N, V = 3, 24, 300
@@ -143,6 +161,8 @@ def case_garbage(gen):
     cuda_ops.verify_tree(cand, par, x, None, acc, 0.0, None)
     cuda_ops.verify_tree(cand, par, x, None, acc, 0.9, unif)
     cuda_ops.verify_tree(cand, par, None, cand, None, 0.0, None)
+    z = torch.zeros(B, N, dtype=torch.int64, device="cuda")
+    cuda_ops.node_features(x, cand, par, z, z, torch.zeros(B, dtype=torch.int64, device="cuda"), x, 1000)
     cache = torch.randn(2, B, 2, 40, 8, device="cuda")
     before = cache.clone()
     path = torch.randint(-3, 60, (B, N), generator=gen).cuda()
@@ -161,6 +181,7 @@ def correctness(small: bool) -> None:
         case_verify(torch.float32, 2, 6, 50, gen, "argmax", arbiter=True)
         case_arbiter(torch.float16, 5, 8, 16, 8, "gelu", gen)
         case_kv(torch.bfloat16, (2,), 2, 2, 20, 8, 6, gen)
+        case_features(torch.float32, 2, 6, 50, gen)
         case_garbage(gen)
         return
     for dt in DTYPES:
@@ -187,6 +208,9 @@ def correctness(small: bool) -> None:
         case_kv(dt, (2, 3), 4, 2, 100, 128, 33, gen)
         case_kv(dt, (2,), 3, 2, 40, 3, 9, gen)
         case_kv(dt, (1,), 2, 4, 64, 64, 17, gen, col_offset=1)
+        case_features(dt, 8, 5, 32000, gen, shared_tree=True)
+        case_features(dt, 4, 33, 5003, gen, pad=3)
+        case_features(dt, 2, 3, 1, gen)
     case_verify(torch.float32, 6, 40, 1000, gen, "argmax", arbiter=True)
     case_kv(torch.int8, (2,), 3, 2, 50, 20, 16, gen, col_offset=4)
     case_garbage(gen)
@@ -237,6 +261,17 @@ def bench() -> None:
         add("arbiter_score", f"M={M} F={F} H={H1}/{H2}", dt,
             lambda: cuda_ops.arbiter_score(f, w1, b1, w2, b2, wo, bo, "gelu"),
             f.numel() * f.element_size() + M * 4 + 4 * (w1.numel() + w2.numel()))
+    for B, N, V in ((8, 5, 32000), (64, 5, 32000), (8, 16, 152064)):
+        par = G.make_parents(B, N, torch.Generator().manual_seed(N)).cuda()
+        x = (torch.randn(B, N, V, device="cuda") * 3).to(torch.bfloat16)
+        d = (torch.randn(B, N, V, device="cuda") * 3).to(torch.bfloat16)
+        cand = torch.randint(0, V, (B, N), device="cuda")
+        z = torch.zeros(B, N, dtype=torch.int64, device="cuda")
+        ng = torch.zeros(B, dtype=torch.int64, device="cuda")
+        # reads: the node's row, its parent's twice (stats, then KL and rank) and the draft's twice
+        add("node_features", f"B={B} N={N} V={V}", torch.bfloat16,
+            lambda: cuda_ops.node_features(x, cand, par, z, z, ng, d, N), 5 * x.numel() * 2 + B * N * 80)
+        del x, d
     cache = torch.randn(2, 24, 8, 8, 4096, 128, device="cuda", dtype=torch.bfloat16)
     for B in (1, 8):
         for N in (16, 64):

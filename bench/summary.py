@@ -109,6 +109,19 @@ TABLES: dict[str, tuple[str, list[Column], list[Target]]] = {
         ],
         [],
     ),
+    "node_features": (
+        "the arbiter's 20 features of every node (chains; the draft's logits at each parent "
+        "beside the target's) vs the float32 torch composition the engine used before the "
+        "kernel (logit_stats + ~60 batched ops). MB = target + draft logits bytes.",
+        [
+            ("MB", lambda s: f"{s.get('bytes', 0) / 1e6:.3g}"),
+            ("kernel", lambda s: _fmt_time(K(s))),
+            ("torch ref", lambda s: _fmt_time(REF(s))),
+            ("vs ref", lambda s: _fmt_x(_ratio(REF(s), K(s)))),
+            ("GB/s", lambda s: _gbs(s.get("bytes"), K(s))),
+        ],
+        [],
+    ),
     "kv_rollback": (
         "path [0, 2, ..., N-2] in place vs kv_rollback_ref (B = 1 only); floor: one index_copy_ "
         "writing the same rows. MB = bytes moved; GB/s = read + written bytes / kernel time.",

@@ -209,6 +209,70 @@ def test_arbiter_score(benchmark, shape, kind):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+# ------------------------------------------------------------------ node_features
+
+FEATURE_SHAPES = [(8, 5, 512)] if QUICK else [(8, 5, 512), (64, 5, 32000), (8, 16, 32000)]
+
+
+def node_features_torch(x, cand, parents, depth, rank, ngen, d, levels):
+    """The float32 torch composition a user would write instead of cospec node_features
+    (the engine's own code before the kernel): logit_stats, then ~60 batched tensor ops."""
+    B, N, V = x.shape
+    ls = ops.logit_stats(x, cand, parents, validate=False)
+    p = parents.clamp(min=0)  # [B, N]
+    t_node = torch.stack([ls.max_logit - ls.logsumexp, ls.entropy, ls.margin.clamp(max=1e4)], dim=-1)  # [B, N, 3]
+    t_par = t_node.gather(1, p[..., None].expand(B, N, 3))
+    par_logits = x.gather(1, p[..., None].expand(B, N, V))  # [B, N, V]
+    above = (par_logits > par_logits.gather(2, cand[..., None])).sum(-1)
+    d_logp, t_logp = torch.log_softmax(d, -1), torch.log_softmax(par_logits, -1)
+    kl = F.kl_div(t_logp, d_logp, reduction="none", log_target=True).sum(-1).clamp(min=0)
+    d_top2 = d.topk(2, dim=-1).values
+    d_stats = torch.stack([d_logp.gather(2, cand[..., None])[..., 0], d_logp.amax(-1),
+                           -(d_logp.exp() * d_logp).sum(-1), (d_top2[..., 0] - d_top2[..., 1]).clamp(max=1e4)], -1)
+    ids = torch.arange(N).expand(B, N)  # look-ahead along first children
+    fc = torch.full((B, N + 1), N, dtype=torch.int64)
+    fc.scatter_reduce_(1, torch.where(parents >= 0, parents, N)[:, 1:], ids[:, 1:], reduce="amin")
+    fc = fc[:, :N]
+    has, fcc = fc < N, fc.clamp(max=N - 1)
+    ok = has & (ls.argmax == cand.gather(1, fcc))
+    lp_fc = torch.where(has, ls.cand_logprob.gather(1, fcc), 0.0)
+    step, keep = torch.stack([has.float(), ok.float(), lp_fc], -1), torch.stack([has, ok, has], -1)
+    state = torch.zeros(B, N, 3)
+    for _ in range(levels):
+        state = torch.where(keep, step + state.gather(1, fcc[..., None].expand(B, N, 3)), 0.0)
+    la = torch.stack([state[..., 0], state[..., 1], lp_fc, state[..., 2] / state[..., 0].clamp(min=1)], -1)
+    dep = depth.float()
+    out = torch.cat([ls.cand_logprob[..., None], t_par, torch.log1p(above.float())[..., None], d_stats,
+                     kl[..., None], dep[..., None], rank.float()[..., None], (ngen[:, None] + dep)[..., None], t_node,
+                     la], dim=-1)
+    out[:, 0] = 0
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _features_case(B: int, N: int, V: int):
+    gen = torch.Generator().manual_seed(B * N + V)
+    x = torch.randn(B, N, V, generator=gen) * 3.0  # [B, N, V]
+    d = x + torch.randn(B, N, V, generator=gen)  # the draft's logits at each node's parent
+    parents = torch.arange(-1, N - 1).expand(B, N).contiguous()  # chains
+    cand = torch.randint(0, V, (B, N), generator=gen)
+    depth = torch.arange(N).expand(B, N).contiguous()
+    return x, cand, parents, depth, torch.zeros_like(depth), torch.zeros(B, dtype=torch.int64), d, N - 1
+
+
+@pytest.mark.parametrize("shape,kind", _cases(FEATURE_SHAPES, ["kernel", "reference"], _logits_name))
+def test_node_features(benchmark, shape, kind):
+    B, N, V = shape
+    args = _features_case(B, N, V)
+    info = dict(op="node_features", shape=f"B{B} N{N} V{V}", dtype=args[0].dtype,
+                nbytes=2 * args[0].numel() * args[0].element_size())
+    if kind == "kernel":
+        _timed(benchmark, lambda: ops.node_features(*args, validate=False), kind="kernel", variant="kernel", **info)
+    else:
+        got = _timed(benchmark, lambda: node_features_torch(*args), kind="reference", variant="torch", **info)
+        torch.testing.assert_close(got, ops.node_features(*args), rtol=1e-4, atol=1e-3)
+
+
 # -------------------------------------------------------------------- kv_rollback
 
 @functools.lru_cache(maxsize=1)

@@ -91,24 +91,45 @@ class Arbiter(torch.nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
-        """x float32 [M, F] (+ hidden [M, H_t + H_d]) -> P(accept) float32 [M]; the MLP runs in
-        the fused arbiter_score kernel."""
+        """x float32 [M, F] (+ hidden [M, sum(hidden_sizes)]) -> P(accept) float32 [M]: the
+        projection P hs is a library matmul, the MLP (normalisation folded into its first
+        layer, _folded) runs in the fused arbiter_score kernel over [x | P hs]."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"arbiter features must be [M, {self.in_features}], got {list(x.shape)}")
+        if self.hidden_sizes and (hidden is None or hidden.dim() != 2
+                                  or hidden.shape != (x.shape[0], sum(self.hidden_sizes))):
+            raise ValueError(f"this arbiter needs `hidden` [M, {sum(self.hidden_sizes)}] beside its features, got "
+                             f"{None if hidden is None else list(hidden.shape)}")
         if x.shape[0] == 0:
             return torch.zeros(0, device=x.device)
+        w1, b1, w2, b2, w_out, b_out = self._folded()
+        inp = x.float().contiguous()
+        if self.hidden_sizes:
+            inp = torch.cat([inp, F.linear(hidden.float(), self.proj.weight, self.proj.bias)], dim=-1)
+        logit = ops.arbiter_score(inp, w1, b1, w2, b2, w_out=w_out, b_out=b_out, activation=self.activation)
+        return torch.sigmoid(logit)
+
+    def _folded(self) -> tuple:
+        """The MLP's weights, float32 contiguous, with the feature normalisation folded into
+        the first layer (W1 = [W1_x | W1_h] split at the feature count):
+            W1 [(x - mean) / std | P hs] + b1 = [W1_x / std | W1_h] [x | P hs] + (b1 - W1_x (mean / std))
+        Cached until a parameter or buffer changes (training steps bump their versions;
+        .to() replaces them)."""
+        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        if getattr(self, "_fold_key", None) == key:
+            return self._fold
         l1 = self.layers[0]
-        if self.hidden_sizes:  # the projection is a library matmul; the MLP is fused
-            x, w1, b1 = self._inputs(x, hidden).contiguous(), l1.weight.float().contiguous(), l1.bias.float()
-        else:
-            w1 = (l1.weight / self.std).float().contiguous()  # fold (x - mean) / std into layer 1
-            b1 = (l1.bias - w1 @ self.mean).float()
+        F_ = self.in_features
+        w1x = l1.weight[:, :F_] / self.std  # [H1, F]
+        w1 = torch.cat([w1x, l1.weight[:, F_:]], dim=1)  # [H1, F (+ proj_dim)]
+        b1 = l1.bias - w1x @ self.mean
         w2 = b2 = None
         if len(self.layers) == 2:
-            w2, b2 = self.layers[1].weight.float(), self.layers[1].bias.float()
-        logit = ops.arbiter_score(x.float().contiguous(), w1, b1, w2, b2, w_out=self.out.weight[0].float(),
-                                  b_out=self.out.bias.float(), activation=self.activation)
-        return torch.sigmoid(logit)
+            w2, b2 = self.layers[1].weight.float().contiguous(), self.layers[1].bias.float().contiguous()
+        self._fold = (w1.float().contiguous(), b1.float().contiguous(), w2, b2,
+                      self.out.weight[0].float().contiguous(), self.out.bias.float().contiguous())
+        self._fold_key = key
+        return self._fold
 
     def set_normalization(self, features: torch.Tensor) -> None:
         """Sets mean/std from a sample of feature rows [M, F] (std floored at 1e-3)."""

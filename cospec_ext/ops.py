@@ -237,6 +237,86 @@ def _arbiter_score_fake(features, w1, b1, w2, b2, w_out, b_out, activation="gelu
     return features.new_empty((features.shape[0],), dtype=torch.float32)
 
 
+NODE_FEATURES = 20  # columns of node_features (FEATURE_NAMES in cospec_ext/engine/features.py)
+
+
+def node_features(
+    target_logits: torch.Tensor,
+    candidates: torch.Tensor,
+    parents: torch.Tensor,
+    depth: torch.Tensor,
+    rank: torch.Tensor,
+    n_generated: torch.Tensor,
+    draft_parent_logits: torch.Tensor,
+    levels: int,
+    *,
+    validate: bool = True,
+) -> torch.Tensor:
+    """The arbiter's features of every tree node in one fused pass, float32 [B, N, 20].
+
+    For node i >= 1 of sequence b, with p = parents[b, i], c = candidates[b, i],
+    x = target_logits[b] (x_i: the target after node i), d = draft_parent_logits[b, i]
+    (the draft's logits after p), lse the logsumexp of a row, H its softmax entropy,
+    margin its top-1 minus top-2 logit (clamped at 1e4):
+        0 t_logp_cand  x_p[c] - lse(x_p)        5 d_logp_cand  d[c] - lse(d)
+        1 t_logp_top   max x_p - lse(x_p)       6 d_logp_top   max d - lse(d)
+        2 t_entropy    H(x_p)                   7 d_entropy    H(d)
+        3 t_margin     margin(x_p)              8 d_margin     margin(d)
+        4 t_rank       log(1 + #{v: x_p[v] > x_p[c]})
+        9 kl_dt        KL(softmax d || softmax x_p), clamped at 0
+       10 depth        depth[b, i]             11 sibling_rank rank[b, i]
+       12 position     n_generated[b] + depth[b, i]
+       13 tc_logp_top  max x_i - lse(x_i)      14 tc_entropy   H(x_i)     15 tc_margin margin(x_i)
+    and along i's first-child path (first child = the smallest child index; at most
+    `levels` nodes below i), with t_j = argmax of the target at node j:
+       16 la_len       nodes on the path
+       17 la_accept    how many in a row from i have candidate == t at their parent
+       18 la_logp_next t_logp_cand of the first child (0 if none)
+       19 la_logp_mean mean t_logp_cand over the path (0 if none)
+    Row 0 (the root) is zero. Float32 accumulation; the same online-softmax row statistics
+    as logit_stats.
+    Args:
+        target_logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
+        candidates, parents: int64 [B, N]; parents may be [1, N] (one tree for all rows).
+        depth, rank: int64 [B or 1, N]; n_generated: int64 [B].
+        draft_parent_logits: [B, N, V], cast to target_logits' dtype (float32 when they differ).
+        levels: int >= 0, the tree's depth.
+    """
+    check.tensor("target_logits", target_logits, dtypes=check.FLOAT_DTYPES, dim=3)
+    B, N, V = target_logits.shape
+    dev = target_logits.device
+    check.tensor("draft_parent_logits", draft_parent_logits, dtypes=check.FLOAT_DTYPES, dim=3, device=dev)
+    check.same_shape("draft_parent_logits", draft_parent_logits, (B, N, V), "[B, N, V] like `target_logits`")
+    check.tensor("candidates", candidates, dtypes=_LONG, dim=2, device=dev)
+    check.same_shape("candidates", candidates, (B, N), "[B, N] like `target_logits`")
+    trees = {}
+    for name, t in (("parents", parents), ("depth", depth), ("rank", rank)):
+        check.tensor(name, t, dtypes=_LONG, dim=2, device=dev)
+        if t.shape[0] not in (1, B) or t.shape[1] != N:
+            raise ValueError(f"`{name}` must be [B, N] or [1, N] with B = {B}, N = {N}, got {list(t.shape)}")
+        trees[name] = t.expand(B, N)
+    check.tensor("n_generated", n_generated, dtypes=_LONG, dim=1, device=dev)
+    check.same_shape("n_generated", n_generated, (B,), "[B]")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
+        raise ValueError(f"`levels` must be an int >= 0, got {levels!r}")
+    if N == 0:
+        raise ValueError("trees need at least the root node (N >= 1), got N = 0")
+    if validate and not check.is_compiling():
+        check.tree(trees["parents"], candidates, V)
+    if draft_parent_logits.dtype != target_logits.dtype:
+        target_logits, draft_parent_logits = target_logits.float(), draft_parent_logits.float()
+    return _ops.node_features(target_logits, candidates, trees["parents"], trees["depth"], trees["rank"],
+                              n_generated, draft_parent_logits, levels)
+
+
+@torch.library.register_fake("cospec::node_features")
+def _node_features_fake(target_logits, candidates, parents, depth, rank, n_generated, draft_parent_logits, levels):
+    torch._check(target_logits.dim() == 3, lambda: "target_logits must be [B, N, V]")
+    torch._check(draft_parent_logits.shape == target_logits.shape, lambda: "draft_parent_logits must be [B, N, V]")
+    B, N, _ = target_logits.shape
+    return target_logits.new_empty((B, N, NODE_FEATURES), dtype=torch.float32)
+
+
 def kv_rollback(
     cache: torch.Tensor, base_len: torch.Tensor, path: torch.Tensor, *, validate: bool = True
 ) -> torch.Tensor:

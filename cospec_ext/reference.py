@@ -125,6 +125,57 @@ def arbiter_score_ref(
     return (h @ w_out.double() + b_out.double().reshape(())).float()
 
 
+def node_features_ref(target_logits: torch.Tensor, candidates: torch.Tensor, parents: torch.Tensor,
+                      depth: torch.Tensor, rank: torch.Tensor, n_generated: torch.Tensor,
+                      draft_parent_logits: torch.Tensor, levels: int) -> torch.Tensor:
+    """ops.node_features, node by node from its definition (float64 math) -> float32 [B, N, 20]."""
+    x = target_logits.double()
+    d = draft_parent_logits.double()
+    B, N, V = x.shape
+    par, dep, rnk = (t.expand(B, N) for t in (parents, depth, rank))
+    out = torch.zeros(B, N, 20, dtype=torch.float64)
+
+    def stats(row):  # log-probs, top log-prob, entropy, margin (capped), argmax
+        lp = row - torch.logsumexp(row, 0)
+        p = lp.exp()
+        top = row.topk(min(2, V)).values
+        margin = float(top[0] - top[1]) if V > 1 else math.inf
+        ent = -float(torch.where(p > 0, p * lp, torch.zeros_like(p)).sum())
+        return lp, float(lp.max()), ent, min(margin, 1e4), int(row.argmax())
+
+    for b in range(B):
+        pr = par[b].tolist()
+        st = [stats(x[b, i]) for i in range(N)]
+        for i in range(1, N):
+            p, c = pr[i], int(candidates[b, i])
+            lp_t, top_t, ent_t, mar_t, _ = st[p]
+            lp_d, top_d, ent_d, mar_d, _ = stats(d[b, i])
+            kl = float((lp_d.exp() * (lp_d - lp_t)).sum())
+            above = int((x[b, p] > x[b, p, c]).sum())
+            # look-ahead: follow the smallest-index child, at most `levels` nodes
+            n = acc = 0
+            nxt = tot = 0.0
+            run, node = True, i
+            while n < levels:
+                kids = [j for j in range(N) if pr[j] == node]
+                if not kids:
+                    break
+                k = kids[0]
+                lp = float(st[node][0][int(candidates[b, k])])
+                nxt = lp if n == 0 else nxt
+                n, tot = n + 1, tot + lp
+                run = run and st[node][4] == int(candidates[b, k])
+                acc += int(run)
+                node = k
+            out[b, i] = torch.tensor([
+                float(lp_t[c]), top_t, ent_t, mar_t, math.log1p(above),
+                float(lp_d[c]), top_d, ent_d, mar_d, max(kl, 0.0),
+                float(dep[b, i]), float(rnk[b, i]), float(n_generated[b] + dep[b, i]),
+                st[i][1], st[i][2], st[i][3],
+                n, acc, nxt, tot / max(n, 1)], dtype=torch.float64)
+    return out.float()
+
+
 def kv_rollback_ref(cache: torch.Tensor, base_len: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
     """Gathers every source slot first, then writes: no aliasing question arises."""
     B, N = path.shape

@@ -22,6 +22,14 @@ TORCH_LIBRARY(cospec, m) {
   m.def(
       "arbiter_score(Tensor features, Tensor w1, Tensor b1, Tensor? w2, Tensor? b2, Tensor "
       "w_out, Tensor b_out, str activation='gelu') -> Tensor");
+  // The arbiter's features of every node of each draft tree, float32 [B, N, 20] (the
+  // columns of FEATURE_NAMES; the root's row is zero): target statistics at the node's
+  // parent and at the node, draft statistics at the parent (draft_parent_logits[b, i]:
+  // the draft's logits after node i's parent), KL(draft || target) there, the tree
+  // position, and the look-ahead along first children (at most `levels` nodes).
+  m.def(
+      "node_features(Tensor target_logits, Tensor candidates, Tensor parents, Tensor depth, "
+      "Tensor rank, Tensor n_generated, Tensor draft_parent_logits, int levels) -> Tensor");
   // Compacts the accepted path of each tree to the front of the KV cache [..., B, H, S, D],
   // in place; returns the new lengths base_len + |path|.
   m.def("kv_rollback(Tensor(a!) cache, Tensor base_len, Tensor path) -> Tensor");

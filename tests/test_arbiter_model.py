@@ -21,6 +21,30 @@ def test_predict_proba_matches_forward(hidden, act):
     torch.testing.assert_close(arb.predict_proba(x), torch.sigmoid(arb(x)), atol=2e-6, rtol=1e-5)
 
 
+def test_predict_proba_follows_training_steps():
+    """predict_proba caches its folded weights; an optimizer step, new normalisation or
+    load_state_dict must be seen at once."""
+    torch.manual_seed(1)
+    arb = Arbiter(hidden_sizes=[6, 4], proj_dim=3)
+    x, h = torch.randn(40, len(FEATURE_NAMES)), torch.randn(40, 10)
+    opt = torch.optim.SGD(arb.parameters(), lr=0.5)
+    for _ in range(3):
+        before = arb.predict_proba(x, hidden=h)
+        loss = arb(x, h).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        after = arb.predict_proba(x, hidden=h)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, torch.sigmoid(arb(x, h)).detach(), atol=2e-6, rtol=1e-5)
+    arb.set_normalization(x * 2 + 1)
+    torch.testing.assert_close(arb.predict_proba(x, hidden=h), torch.sigmoid(arb(x, h)).detach(), atol=2e-6,
+                               rtol=1e-5)
+    other = Arbiter(hidden_sizes=[6, 4], proj_dim=3)
+    arb.load_state_dict(other.state_dict())
+    torch.testing.assert_close(arb.predict_proba(x, hidden=h), other.predict_proba(x, hidden=h))
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(1)
     arb = Arbiter(["t_logp_cand", "d_logp_cand", "depth"], hidden=(4, 3))

@@ -11,7 +11,7 @@ import torch
 import cospec_ext
 from cospec_ext import ops
 from cospec_ext.arbiter import Arbiter
-from cospec_ext.engine.features import CANDIDATE_FEATURES, FEATURE_NAMES, PARENT_FEATURES, lookahead
+from cospec_ext.engine.features import CANDIDATE_FEATURES, FEATURE_NAMES, PARENT_FEATURES
 from _models import EOS, PAD, prompts, tiny
 from _trees import make_tree_inputs
 
@@ -43,15 +43,20 @@ def _lookahead_ref(cand, parents, logits):
 
 @pytest.mark.parametrize("kind", ["chain", "star", "deep", "wide", "random"])
 def test_lookahead_matches_reference(kind):
+    """The la_* columns of ops.node_features against a walk written out in Python."""
     g = torch.Generator().manual_seed(7)
+    la = [FEATURE_NAMES.index(n) for n in ("la_len", "la_accept", "la_logp_next")]
     for N in (1, 2, 5, 12):
         cand, parents, logits = make_tree_inputs(kind, 3, N, 37, torch.float32, g, p_match=0.6)
-        ls = ops.logit_stats(logits, cand, parents)
         depth = torch.zeros(3, N, dtype=torch.int64)
         for i in range(1, N):
             depth[:, i] = depth.gather(1, parents[:, i:i + 1].clamp(min=0))[:, 0] + 1
-        got = torch.stack(lookahead(ls, cand, parents, int(depth.max())))
-        torch.testing.assert_close(got, _lookahead_ref(cand, parents, logits), atol=1e-4, rtol=1e-5)
+        f = ops.node_features(logits, cand, parents, depth, torch.zeros_like(depth), torch.zeros(3, dtype=torch.int64),
+                              logits, int(depth.max()))
+        ref = _lookahead_ref(cand, parents, logits)  # [4, B, N]: len, accept, next, sum
+        got = torch.stack([f[..., la[0]], f[..., la[1]], f[..., la[2]],
+                           f[..., FEATURE_NAMES.index("la_logp_mean")] * f[..., la[0]].clamp(min=1)])
+        torch.testing.assert_close(got[:, :, 1:], ref[:, :, 1:], atol=1e-4, rtol=1e-5)
 
 
 def test_candidate_features_match_a_plain_forward():

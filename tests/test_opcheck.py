@@ -19,6 +19,9 @@ def samples(device):
     d = lambda t: t.to(device)  # noqa: E731
     cache = torch.randn(2, 2, 3, 2, 20, 8, generator=g)
     path = reference.verify_tree_ref(cand, par, x).path
+    depth = torch.zeros(3, 9, dtype=torch.int64)
+    for i in range(1, 9):
+        depth[:, i] = depth.gather(1, par[:, i:i + 1])[:, 0] + 1
     return {
         "verify_tree": [
             (d(cand), d(par), d(x), None, None, 0.0, None),
@@ -31,11 +34,17 @@ def samples(device):
             (d(torch.randn(5, 6).bfloat16()), d(torch.randn(8, 6)), d(torch.randn(8)), d(torch.randn(4, 8)), d(torch.randn(4)), d(torch.randn(4)), d(torch.randn(1)), "relu"),
         ],
         "kv_rollback": [(d(cache), d(torch.tensor([0, 5, 11])), d(path))],
+        "node_features": [
+            (d(x), d(cand), d(par), d(depth), d(torch.randint(0, 3, (3, 9), generator=g)),
+             d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
+            (d(x.half()), d(cand), d(par), d(depth), d(torch.zeros(3, 9, dtype=torch.int64)),
+             d(torch.tensor([1, 2, 3])), d(torch.randn(3, 9, 301, generator=g).half()), 2),
+        ],
     }
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback"])
+@pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

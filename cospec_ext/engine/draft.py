@@ -32,8 +32,8 @@ class Draft:
     orig: torch.Tensor | None  # int64 [B, N]: index in the draft's expanded tree (None: identity)
     n_expanded: int  # nodes the draft expanded (its cache holds those above the deepest level)
     levels: int  # depth of the deepest level
-    stats: dict | None = None  # draft statistics at each node's parent: float32 [B, N] each, and
-    #   d_parent_logits [B, N, V] (the draft's logits at the parent)
+    stats: dict | None = None  # the draft at each node's parent (arbiter features): d_parent_logits
+    #   [B, N, V] and, when its hidden states are kept, d_parent_hidden [B, N, H]
 
     def full(self, name: str) -> torch.Tensor:
         t = getattr(self, name)
@@ -104,24 +104,23 @@ class Drafter:
         cand = torch.empty(B, n_all, dtype=torch.int64, device=dev)
         cand[:, 0] = root
         conf = self.log_conf is not None
-        # log p_draft(candidate | parent) and the path log-probability, only when read
-        logp_cand = torch.zeros(B, n_all, device=dev) if (want_stats or conf) else None
+        # log p_draft(candidate | parent) and the path log-probability, for the confidence stop
+        logp_cand = torch.zeros(B, n_all, device=dev) if conf else None
         score = torch.zeros(B, n_all, device=dev) if conf else None
         rec = _Recorder(want_stats, root_logits, self.root_hidden)
         logits, last = root_logits[:, None], 0  # [B, 1, V]: level 0
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
             ls = ops.logit_stats(logits, validate=False)
-            rec.level_stats(ls)
             par = st.parents[lo:hi] - plo  # [n] local parent index
             if st.kmax == 1:  # chain: the argmax (ties: lowest id, like torch.argmax)
-                tok, val = ls.argmax[:, par], ls.max_logit[:, par]
+                tok, val = ls.argmax[:, par], (lambda: ls.max_logit[:, par])
             else:
                 topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
-                tok, val = topi[:, par, st.rank[lo:hi]], topv[:, par, st.rank[lo:hi]].float()
+                tok, val = topi[:, par, st.rank[lo:hi]], (lambda: topv[:, par, st.rank[lo:hi]].float())
             cand[:, lo:hi] = tok
             if logp_cand is not None:
-                logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
+                logp_cand[:, lo:hi] = val() - ls.logsumexp[:, par]
             if score is not None:
                 score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
             last = d
@@ -133,8 +132,8 @@ class Drafter:
         n = st.levels[last][1]
         stats = None
         if want_stats:  # gathered only if the arbiter reads them
-            par, lp = st.parents[None, :n].clamp(min=0), logp_cand[:, :n]
-            stats = _LazyStats(lambda: rec.at_parents(par, lp))
+            par = st.parents[None, :n].clamp(min=0)
+            stats = _LazyStats(lambda: rec.at_parents(par, B))
         return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
                      st.rank[None, :n], None, n, last, stats)
 
@@ -147,7 +146,6 @@ class Drafter:
         rank = torch.zeros(B, E, dtype=torch.int64, device=dev)
         dep = torch.zeros(E, dtype=torch.int64, device=dev)
         score = torch.zeros(B, E, device=dev)  # path log-probability: ranks the frontier
-        logp_cand = torch.zeros(B, E, device=dev) if want_stats else None
         anc = torch.zeros(B, E, E, dtype=torch.bool, device=dev)
         anc[:, 0, 0] = True
         rec = _Recorder(want_stats, root_logits, self.root_hidden)
@@ -155,7 +153,6 @@ class Drafter:
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
             ls = ops.logit_stats(logits, validate=False)
-            rec.level_stats(ls)
             topv, topi = logits.topk(K, dim=-1)  # [B, n_prev, K]
             lp = (topv.float() - ls.logsumexp[..., None]).flatten(1)  # [B, n_prev * K]
             s = (score[:, plo : plo + n_prev, None] + lp.view(B, n_prev, K)).flatten(1)  # [B, n_prev * K]
@@ -165,8 +162,6 @@ class Drafter:
             cand[:, lo:hi] = topi.flatten(1).gather(1, best)
             parents[:, lo:hi], rank[:, lo:hi], dep[lo:hi] = par, best % K, d
             score[:, lo:hi] = s.gather(1, best)
-            if logp_cand is not None:
-                logp_cand[:, lo:hi] = lp.gather(1, best)
             anc[:, lo:hi] = anc.gather(1, par[..., None].expand(B, K, E))
             diag = self.runner.node_ids[lo:hi]
             anc[:, diag, diag] = True
@@ -178,7 +173,7 @@ class Drafter:
             rec.level_out(logits, self.runner.last_hidden)
         E = 1 + last * K
         budget = min(self.spec.budget or depth * K, E - 1)
-        stats = rec.at_parents(parents[:, :E].clamp(min=0), logp_cand[:, :E]) if want_stats else None
+        stats = rec.at_parents(parents[:, :E].clamp(min=0), B) if want_stats else None
         if budget == E - 1:
             return Draft(cand[:, :E], parents[:, :E], dep[None, :E], anc[:, :E, :E], rank[:, :E], None, E, last,
                          stats)
@@ -227,19 +222,15 @@ class _LazyStats(dict):
 
 
 class _Recorder:
-    """The draft's statistics at every expanded node, kept only when an arbiter reads them:
-    per level the LogitStats, the logits [B, n, V] and (if the runner keeps them) the last
-    hidden states [B, n, H]. Levels are contiguous node ranges, so concatenating them gives
-    rows indexed by node."""
+    """The draft's outputs at every expanded node, kept only when an arbiter reads them: per
+    level the logits [B, n, V] and (if the runner keeps them) the last hidden states
+    [B, n, H]. Levels are contiguous node ranges, so concatenating them gives rows indexed
+    by node."""
 
     def __init__(self, on: bool, root_logits: torch.Tensor, root_hidden: torch.Tensor | None):
         self.on = on
-        self.stats, self.logits = [], [root_logits[:, None]]
+        self.logits = [root_logits[:, None]]
         self.hidden = [root_hidden[:, None]] if (on and root_hidden is not None) else None
-
-    def level_stats(self, ls) -> None:
-        if self.on:
-            self.stats.append(ls)
 
     def level_out(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> None:
         if self.on:
@@ -247,23 +238,17 @@ class _Recorder:
             if self.hidden is not None:
                 self.hidden.append(hidden)
 
-    def at_parents(self, parents: torch.Tensor, logp_cand: torch.Tensor) -> dict:
-        """parents: int64 [B or 1, n] (root clamped to 0); logp_cand float32 [B, n] -> the draft's
-        statistics at each node's parent: float32 [B, n] each, d_parent_logits [B, n, V] and
-        d_parent_hidden [B, n, H] when recorded."""
-        B, n = logp_cand.shape
+    def at_parents(self, parents: torch.Tensor, B: int) -> dict:
+        """parents: int64 [B or 1, n] (root clamped to 0) -> the draft's outputs at each node's
+        parent: d_parent_logits [B, n, V] and, when recorded, d_parent_hidden [B, n, H]."""
+        n = parents.shape[1]
         p = parents.expand(B, n)
-
-        def per_node(f):
-            return torch.cat([f(ls) for ls in self.stats], dim=1).gather(1, p)
 
         def rows(ts):
             t = torch.cat(ts, dim=1)
             return t.gather(1, p[..., None].expand(B, n, t.shape[-1]))
 
-        out = {"d_logp_cand": logp_cand, "d_logp_top": per_node(lambda ls: ls.max_logit - ls.logsumexp),
-               "d_entropy": per_node(lambda ls: ls.entropy), "d_margin": per_node(lambda ls: ls.margin),
-               "d_parent_logits": rows(self.logits)}
+        out = {"d_parent_logits": rows(self.logits)}
         if self.hidden is not None:
             out["d_parent_hidden"] = rows(self.hidden)
         return out

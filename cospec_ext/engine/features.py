@@ -21,8 +21,8 @@ child (the draft's preferred continuation) down to the tree's end:
     la_accept     how many of them, in a row from i, equal the target's greedy choice
     la_logp_next  log p_target(first child's token | i)   (0 when la_len = 0)
     la_logp_mean  mean of log p_target(token | its parent) over the la_len tokens (0 when none)
-Target statistics come from logit_stats over the verification logits, draft statistics
-from logit_stats over the draft's logits while drafting.
+All of them come from one fused kernel, ops.node_features, over the verification logits and
+the draft's logits at each node's parent (which the draft computed while drafting).
 
 Hidden inputs (arbiters with `hidden_sizes`): per name in `hidden_inputs` (default
 ("t_parent", "d_parent")) the last hidden state of
@@ -37,7 +37,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 
-from ..ops import LogitStats
+from .. import ops
 
 FEATURE_NAMES: tuple[str, ...] = (
     "t_logp_cand", "t_logp_top", "t_entropy", "t_margin", "t_rank",
@@ -99,60 +99,18 @@ def hidden_inputs_of(arbiter) -> tuple[str, ...]:
     return tuple(getattr(arbiter, "hidden_inputs", None) or HIDDEN_INPUTS[:2])
 
 
-def node_features(ls: LogitStats, target_logits: torch.Tensor, candidates: torch.Tensor, parents: torch.Tensor,
+def node_features(target_logits: torch.Tensor, candidates: torch.Tensor, parents: torch.Tensor,
                   depth: torch.Tensor, rank: torch.Tensor, draft_stats: dict, n_generated: torch.Tensor,
                   levels: int) -> torch.Tensor:
-    """Features of every node, float32 [B, N, len(FEATURE_NAMES)] (the root's row is unused).
+    """Features of every node, float32 [B, N, len(FEATURE_NAMES)] (the root's row is zero),
+    by the fused kernel ops.node_features (its docstring gives each column's formula).
 
-    ls: logit_stats over target_logits [B, N, V] with (candidates, parents) int64 [B, N];
-    depth, rank: int64 [B or 1, N]; draft_stats: float32 [B, N] tensors d_logp_cand,
-    d_logp_top, d_entropy, d_margin (at each node's parent) and the draft's parent logits
-    d_parent_logits [B, N, V]; n_generated: int64 [B]; levels: the tree's depth.
-    """
-    B, N, V = target_logits.shape
-    p = parents.expand(B, N).clamp(min=0)  # [B, N]
-    t_top = ls.max_logit - ls.logsumexp  # [B, N] at each node itself
-    top = t_top.gather(1, p)
-    ent, margin = ls.entropy.gather(1, p), ls.margin.gather(1, p)
-    par_logits = target_logits.gather(1, p[..., None].expand(B, N, V))  # [B, N, V] rows of the parents
-    cand_logit = par_logits.gather(2, candidates[..., None])  # [B, N, 1]
-    above = (par_logits > cand_logit).sum(-1)  # [B, N]
-    d_logp = torch.log_softmax(draft_stats["d_parent_logits"].float(), -1)  # [B, N, V]
-    t_logp = torch.log_softmax(par_logits.float(), -1)
-    kl = (d_logp.exp() * (d_logp - t_logp)).sum(-1).clamp(min=0)  # [B, N]
-    dep = depth.expand(B, N).float()
-    la_len, la_acc, la_next, la_sum = lookahead(ls, candidates, parents.expand(B, N), levels)
-    cols = [ls.cand_logprob, top, ent, margin.clamp(max=1e4), torch.log1p(above.float()),
-            draft_stats["d_logp_cand"], draft_stats["d_logp_top"], draft_stats["d_entropy"],
-            draft_stats["d_margin"].clamp(max=1e4), kl, dep, rank.expand(B, N).float(),
-            n_generated[:, None].float() + dep,
-            t_top, ls.entropy, ls.margin.clamp(max=1e4),
-            la_len, la_acc, la_next, la_sum / la_len.clamp(min=1)]
-    return torch.stack([c.float() for c in cols], dim=-1)
-
-
-def lookahead(ls: LogitStats, candidates: torch.Tensor, parents: torch.Tensor, levels: int):
-    """Along each node's first-child path (children in increasing index are the draft's
-    preference order) -> float32 [B, N] each: la_len (nodes below on that path), la_accept
-    (how many in a row equal the target's argmax at their parent), log p_target of the first
-    child's token (0 if none) and the sum of log p_target over the path. parents int64 [B, N]."""
-    B, N = candidates.shape
-    dev = candidates.device
-    ids = torch.arange(N, device=dev).expand(B, N)
-    # first child: the smallest j whose parent is i; N where i has none
-    fc = torch.full((B, N + 1), N, dtype=torch.int64, device=dev)
-    fc.scatter_reduce_(1, torch.where(parents >= 0, parents, N)[:, 1:], ids[:, 1:], reduce="amin")
-    fc = fc[:, :N]  # [B, N]
-    has = fc < N
-    fcc = fc.clamp(max=N - 1)
-    ok = has & (ls.argmax == candidates.gather(1, fcc))  # the target accepts the first child
-    lp_fc = torch.where(has, ls.cand_logprob.gather(1, fcc), 0.0)  # [B, N]
-    n = acc = tot = torch.zeros(B, N, device=dev)
-    for _ in range(max(int(levels), 0)):  # each pass extends every path by one node
-        n = torch.where(has, 1 + n.gather(1, fcc), 0.0)
-        acc = torch.where(ok, 1 + acc.gather(1, fcc), 0.0)
-        tot = torch.where(has, lp_fc + tot.gather(1, fcc), 0.0)
-    return n, acc, lp_fc, tot
+    target_logits [B, N, V]; candidates int64 [B, N]; parents, depth, rank: int64 [B or 1, N];
+    draft_stats: the draft's logits at each node's parent, d_parent_logits [B, N, V];
+    n_generated: int64 [B]; levels: the tree's depth. The engine builds its trees itself,
+    so they are not validated again (no host sync)."""
+    return ops.node_features(target_logits, candidates, parents, depth, rank, n_generated,
+                             draft_stats["d_parent_logits"], int(levels), validate=False)
 
 
 class ConstantArbiter:

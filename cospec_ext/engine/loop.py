@@ -135,7 +135,7 @@ class SpecEngine:
         t_tgt0 = self.target.seconds
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         t_tgt = self.target.seconds - t_tgt0
-        ls = ops.logit_stats(logits, cand, parents, validate=False) if self.arbiter is not None else None
+        ls = ops.logit_stats(logits, validate=False) if self.arbiter is not None else None  # for its argmax
         accept = feats = probs = hid = None
         # Greedy, the arbiter is consulted only where a drafted token differs from the target's
         # choice: on the CPU (where reading the check costs no device sync) a round whose every
@@ -145,7 +145,7 @@ class SpecEngine:
             self.T > 0 or self.dev.type != "cpu"
             or bool((cand[:, 1:] != ls.argmax.gather(1, parents[:, 1:].clamp(min=0))).any()))
         if consult:
-            feats = node_features(ls, logits, cand, parents, d.depth, d.rank, d.stats, generated, d.levels)
+            feats = node_features(logits, cand, parents, d.depth, d.rank, d.stats, generated, d.levels)
             x = feats[:, 1:, self.arbiter_cols].reshape(B * (N - 1), len(self.arbiter_cols))
             if self.use_hidden:  # the models' last hidden states the arbiter reads (features.py)
                 hid = self._hidden(parents, d)  # [B, N, sum(hidden_sizes)]

@@ -12,8 +12,8 @@ Prints per seed and pooled over the seeds: accuracy with a 95% Wilson interval, 
 accepted length, target forwards per token, tokens/s and the speedup over target-only,
 and paired 95% intervals for CoSpec - target and CoSpec - the best tuned heuristic (the
 baseline family most accurate on validation). Accuracy comes from one pass over all N
-problems; speed from `--repeats` interleaved timed passes (every method once per repeat,
-in turn) over the first `--timing-n` problems of each seed at `--batch` rows per call: a
+problems; speed from `--repeats` timed passes over the first `--timing-n` problems of each seed
+at `--batch` rows per call, the methods interleaved call by call in a rotating order: a
 method's speedup is the median over repeats of its tokens/s over target-only's in the same
 repeat (paired, so drift of the machine's speed between repeats cancels), and CoSpec's
 speed relative to SPD's likewise. Writes a PNG of accuracy against speedup across
@@ -65,17 +65,29 @@ def _run(name, kw, target, draft, task, problems, **common):
     return run_method(name, tgt, draft, task, problems, **kw, **common)
 
 
-def timed(methods, target, draft, task, subsets, repeats, **common) -> dict:
-    """Interleaved repeats: per repeat every method decodes every seed's timing subset once,
-    in turn -> name -> tokens/s of each repeat (tokens and seconds summed over the seeds)."""
+def timed(methods, target, draft, task, subsets, repeats, *, batch, **common) -> dict:
+    """Interleaved repeats -> name -> tokens/s of each repeat (tokens and seconds summed over
+    every seed's timing subset).
+
+    The methods are interleaved call by call: each batch of `batch` problems is decoded by
+    every method in turn before the next batch, the order rotating from batch to batch (and
+    repeat to repeat) so that no method always runs first or right after another. Drift in
+    the machine's speed, which on a shared CPU is seconds long, then falls on every method
+    alike and cancels in the paired ratios."""
+    names = list(methods)
     tps = {name: [] for name in methods}
+    k = 0  # rotation counter
     for _ in range(repeats):
-        for name, kw in methods.items():
-            toks = secs = 0.0
-            for sub in subsets:
-                r, _ = _run(name, kw, target, draft, task, sub, **common)
-                toks, secs = toks + r.new_tokens, secs + r.wall
-            tps[name].append(toks / secs if secs else 0.0)
+        toks, secs = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        for sub in subsets:
+            for i in range(0, len(sub), batch):
+                for name in names[k % len(names):] + names[:k % len(names)]:
+                    r, _ = _run(name, methods[name], target, draft, task, sub[i:i + batch], batch=batch, **common)
+                    toks[name] += r.new_tokens
+                    secs[name] += r.wall
+                k += 1
+        for name in names:
+            tps[name].append(toks[name] / secs[name] if secs[name] else 0.0)
     return tps
 
 

@@ -90,6 +90,15 @@ Tensor kv_rollback(Tensor& cache, const Tensor& base_len, const Tensor& path) {
   return op.call(cache, base_len, path);
 }
 
+Tensor node_features(const Tensor& logits, const Tensor& cand, const Tensor& par, const Tensor& depth,
+                     const Tensor& rank, const Tensor& ngen, const Tensor& dlogits, int64_t levels) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("cospec::node_features", "")
+                       .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                     const Tensor&, const Tensor&, const Tensor&, int64_t)>();
+  return op.call(logits, cand, par, depth, rank, ngen, dlogits, levels);
+}
+
 // ---- (a) verify_tree ----------------------------------------------------------------------------
 
 // The 5-node tree of every row:      0 (root, token 7)
@@ -365,6 +374,35 @@ bool throws_c10(const std::function<void()>& f, const std::string& needle) {
   return false;
 }
 
+// ---- (e) node_features -------------------------------------------------------------------------
+
+// The shared 5-node tree; the target's argmax at nodes 0..4 is 3, 4, 0, 1, 2: node 1 (token 3)
+// matches at the root, node 3 (token 4) matches at node 1, node 2 (token 5) does not.
+void test_node_features() {
+  const Tensor x = onehot_logits({{3, 4, 0, 1, 2}});  // [1, 5, 8]: 5.0 at the argmax
+  const Tensor d = at::zeros({1, kN, kV}, at::kFloat);  // a uniform draft
+  const Tensor cand = longs(kCands, {1, kN}), par = longs(kParents, {1, kN});
+  const Tensor depth = longs({0, 1, 1, 2, 2}, {1, kN}), rank = longs({0, 0, 1, 0, 0}, {1, kN});
+  const Tensor f = node_features(x, cand, par, depth, rank, longs({10}, {1}), d, 2);
+  EXPECT(f.sizes() == at::IntArrayRef({1, kN, 20}) && f.scalar_type() == at::kFloat, "shape ", f.sizes());
+  EXPECT(at::equal(f[0][0], at::zeros({20})), "the root's row is zero: ", f[0][0]);
+  const double lse = 5.0 + std::log(std::exp(0.0) * 7.0 / std::exp(5.0) + 1.0);  // log(e^5 + 7)
+  auto at2 = [&](int64_t i, int64_t k) { return f[0][i][k].item<double>(); };
+  EXPECT(std::abs(at2(1, 0) - (5.0 - lse)) < 1e-5, "t_logp_cand of a match ", at2(1, 0));
+  EXPECT(std::abs(at2(2, 0) - (0.0 - lse)) < 1e-5, "t_logp_cand of a mismatch ", at2(2, 0));
+  EXPECT(at2(1, 4) == 0.0 && std::abs(at2(2, 4) - std::log(2.0)) < 1e-6, "t_rank ", at2(1, 4), " ", at2(2, 4));
+  EXPECT(std::abs(at2(1, 5) + std::log(8.0)) < 1e-5, "d_logp_cand of a uniform draft ", at2(1, 5));
+  EXPECT(std::abs(at2(1, 7) - std::log(8.0)) < 1e-5, "d_entropy of a uniform draft ", at2(1, 7));
+  EXPECT(at2(1, 10) == 1.0 && at2(3, 10) == 2.0 && at2(2, 11) == 1.0 && at2(3, 12) == 12.0,
+         "depth / sibling_rank / position");
+  // look-ahead from node 1: its first child is 3 (token 4 = the argmax at 1): one node, accepted
+  EXPECT(at2(1, 16) == 1.0 && at2(1, 17) == 1.0, "la from node 1: ", at2(1, 16), " ", at2(1, 17));
+  // from node 2: child 4 (token 6, the argmax at 2 is 0): one node, none accepted
+  EXPECT(at2(2, 16) == 1.0 && at2(2, 17) == 0.0, "la from node 2: ", at2(2, 16), " ", at2(2, 17));
+  EXPECT(at2(3, 16) == 0.0 && at2(3, 18) == 0.0 && at2(3, 19) == 0.0, "a leaf has no look-ahead");
+  EXPECT(std::abs(at2(1, 18) - at2(3, 0)) < 1e-6, "la_logp_next is the first child's t_logp_cand");
+}
+
 void test_bad_inputs() {
   const Tensor cand = longs(kCands, {1, kN});
   const Tensor logits = onehot_logits({{5, 0, 6, 0, 1}});
@@ -408,6 +446,12 @@ void test_bad_inputs() {
                          "tanh");
          }, "activation"),
          "an unknown activation must throw");
+  EXPECT(throws_c10([&] {
+           const Tensor x = onehot_logits({{3, 4, 0, 1, 2}});
+           const Tensor z = at::zeros({1, kN}, at::kLong);
+           node_features(x, cand, longs({-1, 0, 2, 1, 2}, {1, kN}), z, z, longs({0}, {1}), x, 2);
+         }, "`parents`[0, 2]"),
+         "node_features with a bad tree must throw");
 }
 
 int run(const char* name, void (*fn)()) {
@@ -425,7 +469,7 @@ int run(const char* name, void (*fn)()) {
 }  // namespace
 
 int main() {
-  for (const char* op : {"verify_tree", "logit_stats", "arbiter_score", "kv_rollback"}) {
+  for (const char* op : {"verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features"}) {
     const auto h = c10::Dispatcher::singleton().findOp({std::string("cospec::") + op, ""});
     if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
       std::fprintf(stderr, "cospec::%s has no CPU kernel: was libcospec_kernels linked "
@@ -443,6 +487,7 @@ int main() {
   run("logit_stats", test_logit_stats);
   run("kv_rollback", test_kv_rollback);
   run("arbiter_score", test_arbiter_score);
+  run("node_features", test_node_features);
   run("bad_inputs", test_bad_inputs);
   std::printf("%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

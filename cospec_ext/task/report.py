@@ -100,9 +100,14 @@ def markdown(payload: dict) -> str:
     lines.append(f"| pooled ({comp['cospec_minus_target']['n']}) | {pct(comp['cospec_minus_target'])} | "
                  f"{pct(comp['cospec_minus_best_heuristic']) if 'cospec_minus_best_heuristic' in comp else '-'} |")
     ag = payload["agreement"]
+    # per repeat: (cospec / target) / (spd / target) = cospec tokens/s over spd's in that repeat
+    reps = [c / s for c, s in zip(pooled.get("cospec", {}).get("speedup_repeats", []),
+                                  pooled.get("spd", {}).get("speedup_repeats", []))]
+    spread = f" (median of {len(reps)} paired repeats, range {min(reps):.2f}-{max(reps):.2f})" if reps else ""
     lines += ["", f"Best tuned heuristic (chosen on validation): "
               f"{comp.get('cospec_minus_best_heuristic', {}).get('heuristic', '-')}; threshold "
-              f"{payload['threshold']:g}. CoSpec speedup / SPD speedup: {payload['cospec_speedup_over_spd']:.3f}. "
+              f"{payload['threshold']:g}. CoSpec speedup / SPD speedup: {payload['cospec_speedup_over_spd']:.3f}"
+              f"{spread}. "
               f"Arbiter vs oracle: {ag['agreement_decisive']:.3f} at the {ag['decisive']} decisive of "
               f"{ag['consulted']} consulted mismatches ({ag['agreement']:.3f} at all). Oracle (best branch at one "
               f"mismatch): {pooled['oracle']['accuracy']:.3f}."]

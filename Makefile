@@ -1,5 +1,6 @@
 # One-command entry points; each works on a fresh clone with no manual step.
-#   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest
+#   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest, and
+#                ctest again with the CPU kernels under ASan + UBSan (make sanitize)
 #   make bench   microbenchmarks (pytest-benchmark) and a summary table
 #   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
 #   make arbiter retrain the shipped arbiter from scratch (`cospec train --stage all`: labels, imitation,
@@ -15,7 +16,7 @@ VPY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 export MAX_JOBS ?= 2
 
-.PHONY: setup build test pytest ctest bench demo arbiter models clean
+.PHONY: setup build test pytest ctest sanitize bench demo arbiter models clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +45,12 @@ pytest: build
 ctest: build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(CURDIR)/$(VPY) bash cmake/ctest.sh
 
-test: pytest ctest
+# The CPU kernels and the C++ op tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize: build
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(CURDIR)/$(VPY) BUILD_DIR=build-cmake-asan \
+		bash cmake/ctest.sh -DCOSPEC_SANITIZE=ON -DCOSPEC_WITH_CUDA=OFF
+
+test: pytest ctest sanitize
 
 bench: build
 	mkdir -p bench/out
@@ -65,4 +71,4 @@ models: build
 	$(VPY) -m cospec_ext.cli task train-models
 
 clean:
-	rm -rf build build-cmake *.egg-info cospec_ext/*.so bench/out demo_out
+	rm -rf build build-cmake build-cmake-asan *.egg-info cospec_ext/*.so bench/out demo_out

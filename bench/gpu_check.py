@@ -11,6 +11,12 @@ tight tolerances; outputs are allocated from poisoned allocator blocks, and
 kv_rollback compares the whole cache (moved and untouched slots). Garbage inputs
 (invalid trees, tokens, paths, base_len) go straight to torch.ops.cospec.* without
 validation: the kernels must not fault (run --small under compute-sanitizer).
+bench/_gpu_more.py adds: outputs allocated from poisoned (0xFF) blocks, every op under a
+side stream and on cuda:1 (with two GPUs), a > 2^31-element kv_rollback compared slot by
+slot, tiny temperatures and residual draws without mass, the argmax walk over several
+blocks, strided unaligned arbiter features and the R = 1 unstaged MLP; --small also runs
+the paths the sanitizers must see (split rows, the unstaged walk, multi-chunk residuals,
+multi-batch rollbacks).
 Timing: median of 50 CUDA-event timings per op; GB/s counts the bytes the kernel must
 read + write; % is of the device copy bandwidth measured in the same run.
 Exit status 1 when any case fails.
@@ -26,6 +32,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _gpu_cases as G  # noqa: E402
+import _gpu_more as M  # noqa: E402
 
 import cospec_ext  # noqa: E402
 from cospec_ext import ops  # noqa: E402
@@ -182,6 +189,7 @@ def correctness(small: bool) -> None:
         case_arbiter(torch.float16, 5, 8, 16, 8, "gelu", gen)
         case_kv(torch.bfloat16, (2,), 2, 2, 20, 8, 6, gen)
         case_features(torch.float32, 2, 6, 50, gen)
+        M.small_paths(gen)
         case_garbage(gen)
         return
     for dt in DTYPES:
@@ -213,6 +221,12 @@ def correctness(small: bool) -> None:
         case_features(dt, 2, 3, 1, gen)
     case_verify(torch.float32, 6, 40, 1000, gen, "argmax", arbiter=True)
     case_kv(torch.int8, (2,), 3, 2, 50, 20, 16, gen, col_offset=4)
+    M.case_poisoned_outputs(gen)
+    M.case_streams_and_devices(gen)
+    M.case_sampling_edges(gen)
+    M.case_argmax_walk_many_blocks(gen)
+    M.case_arbiter_layouts(gen)
+    M.case_kv_over_2g(gen)
     case_garbage(gen)
 
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # GPU check of the cospec CUDA kernels, on a machine with an NVIDIA GPU, from a fresh clone:
-# build (editable, against the installed torch), run bench/gpu_check.py (correctness +
-# timing table), then compute-sanitizer memcheck and racecheck on the tiny cases, then an
-# end-to-end decode run (bench/gpu_decode.py: spd == generate on the device; tokens/s).
+# build (editable, against the installed torch), run the test suite with CUDA visible (the
+# tests parametrized over devices then run their CUDA half too), bench/gpu_check.py
+# (correctness against the CPU kernels, a non-default device and a side stream, > 2^31
+# elements, then the timing table), compute-sanitizer memcheck, racecheck and initcheck
+# on the small cases, and an end-to-end decode run (bench/gpu_decode.py: spd == generate
+# in float32 on the device; tokens/s).
 #   bash bench/gpu_check.sh            # PYTHON=... to pick the interpreter (default: .venv, python3)
 # Knobs: TORCH_CUDA_ARCH_LIST (default: the GPU's own arch), MAX_JOBS, SKIP_BUILD=1.
 set -euo pipefail
@@ -12,6 +15,9 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 echo "== python: $PYTHON"
+echo "== time estimate on one H200 (16 cores): build ~4 min, pytest ~1.5 min, gpu_check.py ~1 min,"
+echo "   sanitizers ~1 min, decode ~0.5 min: ~8 min in all (SKIP_BUILD=1 saves the build)"
+start=$SECONDS
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
 if [[ -z "${TORCH_CUDA_ARCH_LIST:-}" ]]; then
@@ -26,9 +32,12 @@ if [[ "${SKIP_BUILD:-0}" == "0" ]]; then
   "$PYTHON" -m pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 5
 fi
 
-echo "== correctness + timing"
 status=0
-"$PYTHON" bench/gpu_check.py || status=$?
+echo "== pytest tests (CUDA visible: the CUDA cases of every op test run too)"
+"$PYTHON" -m pytest tests -q -p no:cacheprovider 2>&1 | tail -n 15 || status=1
+
+echo "== correctness + timing"
+"$PYTHON" bench/gpu_check.py || status=1
 
 SAN="$(command -v compute-sanitizer || true)"
 if [[ -z "$SAN" ]]; then
@@ -37,7 +46,7 @@ if [[ -z "$SAN" ]]; then
   done
 fi
 if [[ -n "$SAN" ]]; then
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck initcheck; do
     echo "== compute-sanitizer --tool $tool (python bench/gpu_check.py --small)"
     log="$(mktemp)"
     # No caching allocator: every tensor is its own cudaMalloc, so memcheck sees any
@@ -61,5 +70,5 @@ else
 fi
 echo "== end-to-end decode (bench/gpu_decode.py: spd == generate on the GPU, tokens/s table)"
 "$PYTHON" bench/gpu_decode.py || status=1
-echo "== gpu_check.sh: $([[ $status -eq 0 ]] && echo OK || echo FAILED)"
+echo "== gpu_check.sh: $([[ $status -eq 0 ]] && echo OK || echo FAILED) in $((SECONDS - start)) s"
 exit "$status"

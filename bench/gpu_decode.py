@@ -2,7 +2,9 @@
 
 Small random-init Llama models (no downloads): a target and a draft made of the target's
 own first layers (so they agree often). Checks that spd at temperature 0 reproduces
-target.generate() token for token on the device (batched, chain and tree), then times
+target.generate() token for token on the device in float32 (batched, chain and tree; in
+bfloat16 it only reports where spd first leaves the target-only path, since near-tied
+logits may round differently in a tree forward and a one-token forward), then times
 tokens/s of generate, decode(mode="target"), spd (chain, tree) and cospec (a logistic
 stand-in arbiter), medians of a few runs, and prints a table.
 """
@@ -59,24 +61,38 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     dev, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    target, draft = models(dev, dtype, args.layers, args.hidden, args.vocab, args.draft_layers)
     g = torch.Generator().manual_seed(1)
     fails = 0
-    # correctness on the device: spd == generate, batched with left padding
+    # Losslessness, exact, in float32: spd == generate token for token, batched with left padding.
     ids = torch.randint(4, args.vocab, (4, 24), generator=g)
     mask = torch.ones_like(ids)
     mask[1, :5] = 0
     mask[3, :11] = 0
     ids, mask = ids.to(dev), mask.to(dev)
+    target, draft = models(dev, torch.float32, args.layers, args.hidden, args.vocab, args.draft_layers)
     with torch.no_grad():
         ref = target.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=48, pad_token_id=0)
     for tree in ("chain:4", "tree:4,2", "tree:4,3,8"):
         out = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree=tree, max_new_tokens=48, pad_token_id=0)
         same = out.sequences.shape == ref.shape and bool((out.sequences == ref).all())
-        # bf16 logits can tie: count positions where the sequences first diverge
-        print(f"{'PASS' if same else 'FAIL'} decode spd {tree} == generate (B=4, {args.dtype}) "
+        print(f"{'PASS' if same else 'FAIL'} decode spd {tree} == generate (B=4, float32) "
               f"mean_accept_len={out.stats.mean_accept_len:.2f}")
         fails += not same
+    del target, draft
+    # In bfloat16 a tree forward and a one-token forward round differently, and random-init
+    # logits are nearly tied, so an argmax may flip: report (not fail) where each row of spd
+    # first leaves the same engine's target-only path.
+    target, draft = models(dev, dtype, args.layers, args.hidden, args.vocab, args.draft_layers)
+    if dtype != torch.float32:
+        want = cospec_ext.decode(target, draft, ids, mask, mode="target", max_new_tokens=48, pad_token_id=0).sequences
+        for tree in ("chain:4", "tree:4,3,8"):
+            got = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree=tree, max_new_tokens=48,
+                                    pad_token_id=0).sequences
+            n = min(got.shape[1], want.shape[1])
+            diff = (got[:, :n] != want[:, :n]).int()
+            first = [int(d.argmax()) - ids.shape[1] if bool(d.any()) else None for d in diff]
+            print(f"INFO decode spd {tree} vs decode target ({args.dtype}): first divergence per row "
+                  f"(new-token index, None = identical): {first}")
     # timing, B = 1 and B = 8, no EOS (every method makes args.new tokens)
     print(f"\n{'B':>2} {'method':<22} {'tok/s':>9} {'x target':>9} {'accept':>7}")
     for B in (1, 8):

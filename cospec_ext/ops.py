@@ -19,6 +19,9 @@ from . import _validate as check
 
 _ops = torch.ops.cospec
 _LONG = (torch.int64,)
+# Temperatures below this are greedy, everywhere (verify_tree's kernels: kMinTemperature in
+# csrc/verify_tree/verify_tree.h; decode): 1 / T then never overflows float32.
+MIN_TEMPERATURE = 1e-5
 
 
 class VerifyOutput(NamedTuple):
@@ -51,7 +54,7 @@ def verify_tree(
 ) -> VerifyOutput:
     """Walks each draft tree from the root and returns the accepted path.
 
-    Greedy (temperature == 0): at node c, t = argmax(target_logits[b, c]) (ties: lowest
+    Greedy (temperature < MIN_TEMPERATURE = 1e-5, 0 included): at node c, t = argmax(target_logits[b, c]) (ties: lowest
     id; or `target_argmax[b, c]` when given, e.g. from logit_stats, so the logits are not
     read again); move to the first child with candidate t; otherwise, when
     `accept_draft` is given, consult the children in order (marking `consulted`) and move
@@ -59,21 +62,24 @@ def verify_tree(
     emit next_token = t. With accept_draft=None this is standard, lossless greedy tree
     verification.
 
-    Sampling (temperature > 0), lossless for a deterministic drafter: with
+    Sampling (temperature >= 1e-5), lossless for a deterministic drafter: with
     p = softmax(target_logits[b, c] / T) and q = p, try the children of c in order and
     accept child i (token t) when `uniforms[b, i] * sum(q) < q[t]`, else set q[t] = 0;
     when all are rejected the arbiter may move to a child as in greedy; otherwise
-    next_token is drawn from q / sum(q) by inverse CDF with `uniforms[b, 0]`.
+    next_token is drawn from q / sum(q) by inverse CDF with `uniforms[b, 0]`. When no
+    token has mass (NaN logits, logits / T overflowing float32, every token a rejected
+    child's) next_token is the lowest index of the largest non-NaN logit (0 if every
+    logit is NaN): next_token is always in [0, V).
 
     Args:
         candidates: int64 [B, N], token at each node (candidates[b, 0] = root token).
         parents: int64 [B, N], the tree (see the module docstring).
         target_logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
         accept_draft: bool [B, N], the arbiter's decision per node, or None.
-        temperature: 0 for greedy, > 0 for sampling.
+        temperature: 0 (or anything below 1e-5) for greedy, else sampling at T.
         uniforms: float32 [B, N] in [0, 1), required for sampling.
         target_argmax: int64 [B, N], greedy only: precomputed argmax per node.
-        validate: check tree structure and token ranges (one host sync on CUDA).
+        validate: check tree structure, token and uniform ranges (one host sync on CUDA).
     Returns:
         VerifyOutput(path [B, N], accept_len [B], next_token [B], consulted [B, N],
         arbiter_accepted [B, N]).
@@ -86,6 +92,8 @@ def verify_tree(
     temperature = float(temperature)
     if not (temperature >= 0.0 and temperature != float("inf")):
         raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
+    if temperature < MIN_TEMPERATURE:  # greedy (the kernels apply the same rule)
+        temperature = 0.0
     vocab = None
     if target_logits is not None:
         check.tensor("target_logits", target_logits, dtypes=check.FLOAT_DTYPES, dim=3, device=dev)
@@ -109,12 +117,18 @@ def verify_tree(
         check.tensor("accept_draft", accept_draft, dtypes=(torch.bool,), dim=2, device=dev)
         check.same_shape("accept_draft", accept_draft, (B, N), "[B, N]")
     if validate and not check.is_compiling():
-        check.tree(parents, candidates, vocab)
-        if uniforms is not None and temperature > 0.0 and bool(((uniforms < 0) | (uniforms >= 1)).any()):
-            raise ValueError("`uniforms` must lie in [0, 1)")
+        checks = check.tree_checks(parents, candidates, vocab)
+        if uniforms is not None and temperature > 0.0:
+            checks.append(((uniforms < 0) | (uniforms >= 1), _uniforms_out_of_range))
+        check.run(checks)  # one host sync for all of them
     return VerifyOutput(
         *_ops.verify_tree(candidates, parents, target_logits, target_argmax, accept_draft, temperature, uniforms)
     )
+
+
+def _uniforms_out_of_range(bad):
+    b, i = (int(v) for v in bad.nonzero()[0])
+    raise ValueError(f"`uniforms` must lie in [0, 1), got `uniforms`[{b}, {i}] outside it")
 
 
 @torch.library.register_fake("cospec::verify_tree")
@@ -336,6 +350,10 @@ def kv_rollback(
         raise ValueError(f"`cache` must be [..., B, H, S, D] (>= 4 dims), got shape {list(cache.shape)}")
     if cache.stride(-1) != 1 and cache.shape[-1] != 1:
         raise ValueError(f"`cache` rows (the last dim, D) must be contiguous, got strides {cache.stride()}")
+    if not check.is_compiling() and torch._debug_has_internal_overlap(cache) == 1:  # 1: MemOverlap::Yes
+        # (under torch.compile the kernel's own check raises the same)
+        raise ValueError(f"`cache` has internal overlap (some elements share memory, e.g. an expanded dim with "
+                         f"stride 0; strides {cache.stride()}): compact it into its own memory first")
     dev = cache.device
     check.tensor("base_len", base_len, dtypes=_LONG, dim=1, device=dev)
     check.tensor("path", path, dtypes=_LONG, dim=2, device=dev)
@@ -346,13 +364,11 @@ def kv_rollback(
         )
     N = path.shape[1]
     if validate and not check.is_compiling():
-        check.path(path, N)
-        bad = (base_len < 0) | (base_len + N > S)
-        if bool(bad.any()):
+        def base_out_of_range(bad):
             b = int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"`base_len`[{b}] + N = {int(base_len[b])} + {N} must be within the cache's S = {S} slots"
-            )
+            raise ValueError(f"`base_len`[{b}] + N = {int(base_len[b])} + {N} must be within the cache's S = {S} slots")
+
+        check.run(check.path_checks(path, N) + [((base_len < 0) | (base_len + N > S), base_out_of_range)])
     return _ops.kv_rollback(cache, base_len, path)
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .ops import LogitStats, VerifyOutput
+from .ops import MIN_TEMPERATURE, LogitStats, VerifyOutput
 
 
 def logit_stats_ref(
@@ -56,6 +56,8 @@ def verify_tree_ref(
 ) -> VerifyOutput:
     """The CoSpec tree walk, one sequence and one node at a time (see ops.verify_tree)."""
     B, N = candidates.shape
+    if temperature < MIN_TEMPERATURE:  # greedy (ops.verify_tree's rule)
+        temperature = 0.0
     path = torch.full((B, N), -1, dtype=torch.int64)
     accept_len = torch.zeros(B, dtype=torch.int64)
     next_token = torch.zeros(B, dtype=torch.int64)
@@ -96,8 +98,17 @@ def verify_tree_ref(
                 else:  # inverse CDF of the residual q / sum(q) with uniforms[b, 0]
                     cdf = torch.cumsum(q, 0)
                     hit = (cdf > float(uniforms[b, 0]) * float(q.sum())) & (q > 0)
-                    nz = hit.nonzero()
-                    next_token[b] = int(nz[0]) if len(nz) else int((q > 0).nonzero()[-1])
+                    nz, mass = hit.nonzero(), (q > 0).nonzero()
+                    if len(nz) or len(mass):
+                        next_token[b] = int(nz[0]) if len(nz) else int(mass[-1])
+                    else:  # no token with mass (NaN logits): the largest non-NaN logit, children's last
+                        x = target_logits[b, node].double()
+                        ok = ~torch.isnan(x)
+                        free = ok.clone()
+                        free[[cand[c] for c in kids]] = False
+                        pool = free if bool(free.any()) else ok
+                        vs = pool.nonzero()[:, 0].tolist()  # ties: the lowest index
+                        next_token[b] = max(vs, key=lambda v: (float(x[v]), -v)) if vs else 0
                 break
             walk.append(nxt)
             node = nxt

@@ -46,3 +46,39 @@ def test_cli_decode_same_text_for_target_and_spd(model_dirs, capsys):
               "--prompt", "abc", "--max-new-tokens", "10"])
         texts.append(capsys.readouterr().out.splitlines()[0])
     assert texts[0] == texts[1]
+
+
+def _one_line_error(capsys, argv, *must):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    # one line of ours (transformers may have printed its weight-loading progress before it)
+    err = "\n".join(ln for ln in err.splitlines() if ln.strip() and "Loading weights" not in ln)
+    assert len(err.splitlines()) == 1 and err.startswith("cospec decode: error: "), err
+    for m in must:
+        assert m in err, err
+    return err
+
+
+def test_cli_decode_user_mistakes_are_one_line_errors(model_dirs, capsys, tmp_path):
+    t, d = str(model_dirs / "target"), str(model_dirs / "draft")
+    base = ["decode", "--prompt", "1+1=", "--max-new-tokens", "4"]
+    _one_line_error(capsys, base + ["--target", "/no/such/dir", "--draft", d], "--target", "/no/such/dir")
+    _one_line_error(capsys, base + ["--target", t, "--draft", str(tmp_path)], "--draft", str(tmp_path))
+    _one_line_error(capsys, base + ["--target", t, "--draft", d, "--mode", "cospec"], "--arbiter")
+    _one_line_error(capsys, base + ["--target", t, "--draft", d, "--mode", "cospec", "--arbiter", "/no/arb"],
+                    "--arbiter", "/no/arb")
+    _one_line_error(capsys, base + ["--target", t, "--mode", "spd"], "--draft")
+    _one_line_error(capsys, base + ["--target", t, "--draft", d, "--tree", "chain:x"], "tree")
+    _one_line_error(capsys, base + ["--target", t, "--draft", d, "--temperature", "-1"], "temperature")
+
+
+def test_cli_decode_help_lines(capsys):
+    with pytest.raises(SystemExit):
+        main(["decode", "--help"])
+    out = capsys.readouterr().out
+    assert "None" not in out  # --dtype lists real choices only
+    for flag in ("--mode", "--prompt", "--temperature", "--seed", "--device", "--dtype"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(flag))
+        assert len(line.split()) > 1 or flag in ("--mode",), line

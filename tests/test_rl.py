@@ -118,3 +118,38 @@ def test_rl_from_an_init_arbiter_with_counterfactual_credit(model_dirs, tmp_path
             assert torch.equal(a[k], b[k]), f"{credit}: {k} differs between two runs"
         moved = sum(float((a[k] - v).abs().sum()) for k, v in init.state_dict().items())
         assert moved > 0, f"{credit}: the policy did not move"
+
+
+def test_a_process_killed_between_checkpoints_resumes_to_the_same_weights(model_dirs, tmp_path):
+    """`cospec train` as a process, SIGKILLed after its update-2 checkpoint (while update 3
+    runs), then started again with the same --out: the final weights and the metrics log
+    equal an uninterrupted run's."""
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = ["--target", str(model_dirs / "target"), "--draft", str(model_dirs / "draft"), "--out", str(out),
+            "--updates", "6", "--prompts", "4", "--group", "3", "--speed-coef", "0.2", "--max-new-tokens", "20",
+            "--ckpt-every", "2", "--seed", "3", "--threads", "1", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])}
+    state = out / "checkpoint" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "cospec_train", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (state.exists() and json.loads(state.read_text())["update"] >= 2):
+        assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = json.loads(state.read_text())["update"]
+    assert done < 6, "the run finished before it was killed"
+    r = subprocess.run([sys.executable, "-m", "cospec_train", *args], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    full = train(_cfg(model_dirs, tmp_path / "full", updates=6), progress=False)
+    resumed = load_file(out / "arbiter" / "arbiter.safetensors")
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed[k]), f"{k} differs after a resume from update {done}"
+    assert _log(out) == _log(tmp_path / "full")

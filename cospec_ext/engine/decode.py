@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import ops
 from .adapter import as_adapter
 from .features import FEATURE_NAMES, check_arbiter, hidden_inputs_of, hidden_widths
 from .loop import SpecEngine
@@ -147,6 +148,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         dtype, or ModelAdapter objects.
     input_ids: int64 [B, P]; attention_mask: [B, P] of 0/1, zeros on the left.
     tree: "chain:K", "tree:D,K[,M]", "static:...", or a TreeSpec (see engine/tree.py).
+    temperature: 0 greedy; >= 1e-5 sampling at T; anything in between is greedy too
+        (ops.MIN_TEMPERATURE: logits / T would overflow float32).
     eos_token_id: int or list; None takes the model's generation_config, [] disables EOS.
     pad_token_id: fills rows after their EOS; None takes generation_config, then EOS, then 0.
     seed: seeds the sampling and sample_arbiter draws (a torch.Generator on the device).
@@ -162,6 +165,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     temperature = float(temperature)
     if not (temperature >= 0.0 and temperature != float("inf")):
         raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
+    if temperature < ops.MIN_TEMPERATURE:  # greedy, as verify_tree decides too (1/T never overflows)
+        temperature = 0.0
     spec: TreeSpec = parse_tree(tree)
     arb_cols = None
     if mode == "cospec":

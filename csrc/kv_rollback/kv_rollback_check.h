@@ -1,6 +1,7 @@
 // Argument checks of cospec::kv_rollback, shared by the CPU and CUDA launchers.
 #pragma once
 
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 
 #include "../common.h"
@@ -24,6 +25,11 @@ inline RollbackShapes check_rollback_args(const at::Tensor& cache, const at::Ten
                LeadIndexer::kMaxLead, " leading dims");
   COSPEC_CHECK(op, cache.stride(-1) == 1 || cache.size(-1) == 1,
                "`cache` rows (the last dim, D) must be contiguous, got strides ", cache.strides());
+  // Several slots sharing memory (a stride-0 expanded dim) would make work items write the
+  // same bytes: refuse it.
+  COSPEC_CHECK(op, at::has_internal_overlap(cache) != at::MemOverlap::Yes,
+               "`cache` has internal overlap (some elements share memory, e.g. an expanded dim with "
+               "stride 0; strides ", cache.strides(), "): compact it into its own memory first");
   COSPEC_CHECK_DTYPE(op, base_len, at::kLong);
   COSPEC_CHECK_DTYPE(op, path, at::kLong);
   COSPEC_CHECK_DIM(op, base_len, 1);

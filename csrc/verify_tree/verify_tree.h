@@ -13,6 +13,34 @@
 
 namespace cospec {
 
+// Temperatures below this are greedy (decided once, in the argument checks, so the CPU and
+// CUDA kernels and the Python wrapper agree; 1/T then never overflows float). The Python
+// side mirrors it as cospec_ext.ops.MIN_TEMPERATURE.
+constexpr double kMinTemperature = 1e-5;
+
+// The fallback of a residual draw that found no token with mass (NaN logits, logits so
+// large that x / T overflows float32, or mass lost to rounding): the lowest index of the
+// largest non-NaN logit among the tokens not `excluded` (cur's children's), else among all
+// tokens, else 0. Always in [0, V).
+template <typename T, typename Excluded>
+COSPEC_HD int64_t fallback_token(const T* x, int64_t V, Excluded excluded) {
+  int64_t best = -1, any = -1;
+  float bv = 0.f, av = 0.f;
+  for (int64_t v = 0; v < V; ++v) {
+    const float xv = static_cast<float>(x[v]);
+    if (xv != xv) continue;  // NaN
+    if (any < 0 || xv > av) {
+      any = v;
+      av = xv;
+    }
+    if (!excluded(v) && (best < 0 || xv > bv)) {
+      best = v;
+      bv = xv;
+    }
+  }
+  return best >= 0 ? best : (any >= 0 ? any : 0);
+}
+
 // Greedy step at node `cur` whose target argmax is `t`: the first child with
 // candidate t, or -2 when there is none (the caller then gives the arbiter its turn).
 COSPEC_HD int64_t greedy_step(const int64_t* cand, const int64_t* par, int64_t N, int64_t cur,

@@ -9,6 +9,7 @@
 
 #include "../common.h"
 #include "../tree_check.h"
+#include "verify_tree.h"
 
 namespace cospec {
 
@@ -49,7 +50,7 @@ inline VerifyArgs check_verify_args(const at::Tensor& candidates, const at::Tens
   COSPEC_CHECK(op, a.N >= 1, "trees need at least the root node (N >= 1), got N = ", a.N);
   COSPEC_CHECK(op, std::isfinite(temperature) && temperature >= 0.0,
                "`temperature` must be finite and >= 0, got ", temperature);
-  a.greedy = temperature == 0.0;
+  a.greedy = temperature < kMinTemperature;  // verify_tree.h: tiny temperatures are greedy
   COSPEC_CHECK(op, a.greedy || target_logits.has_value(),
                "sampling (temperature > 0) needs `target_logits`");
   COSPEC_CHECK(op, target_logits.has_value() || target_argmax.has_value(),

@@ -53,23 +53,20 @@ int64_t sample_residual(const RowSoftmax<T>& p, int64_t V, const int64_t* cand,
   std::sort(excluded.begin(), excluded.end());
   const float target = u * mass;
   float cum = 0.f;
-  int64_t last = -1, best = -1;
-  float best_p = -1.f;
+  int64_t last = -1;
   auto ex = excluded.begin();
   for (int64_t v = 0; v < V; ++v) {
     while (ex != excluded.end() && *ex < v) ++ex;
     if (ex != excluded.end() && *ex == v) continue;
     const float q = p(v);
-    if (q > best_p) {
-      best_p = q;
-      best = v;
-    }
     if (q > 0.f) last = v;
     cum += q;
     if (cum > target && q > 0.f) return v;
   }
-  // Rounding left target past the total: the last token with mass, else the most likely.
-  return last >= 0 ? last : best;
+  // Rounding left target past the total: the last token with mass; no token with mass
+  // (NaN, overflow): the largest logit (verify_tree.h).
+  if (last >= 0) return last;
+  return fallback_token(p.x, V, [&](int64_t v) { return std::binary_search(excluded.begin(), excluded.end(), v); });
 }
 
 template <typename T>
@@ -81,7 +78,7 @@ void walk_row(int64_t b, const int64_t* cand, const int64_t* par, int64_t N, con
   path[0] = 0;
   while (true) {
     int64_t nxt;
-    if (temperature == 0.f) {
+    if (temperature == 0.f) {  // the launcher passes 0 for every T below kMinTemperature
       // The vectorised row pass of logit_stats (ties: lowest index, like torch.argmax).
       const int64_t t =
           argmax ? argmax[cur] : cpu::logit_row_stats(logits + b * sb + cur * sn, V).argmax;
@@ -136,7 +133,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> verify_tree_cpu(
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t r = b * N;  // this sequence's [N] rows
         walk_row<scalar_t>(b, C + r, P + r, N, x, sb, sn, a.V, AM ? AM + r : nullptr,
-                           ACC ? ACC + r : nullptr, static_cast<float>(temperature),
+                           ACC ? ACC + r : nullptr, a.greedy ? 0.f : static_cast<float>(temperature),
                            U ? U + r : nullptr, path.data_ptr<int64_t>() + r,
                            accept_len.data_ptr<int64_t>() + b, next_token.data_ptr<int64_t>() + b,
                            consulted.data_ptr<bool>() + r, arb.data_ptr<bool>() + r);

@@ -123,7 +123,9 @@ __device__ double block_exclusive_scan(double x, double* total, unsigned char* s
 
 // Residual draw at node cur (every child rejected): the first token v, in id order and
 // skipping cur's children's tokens, whose CDF of q(v) = exp(x[v]/T - shift) * inv_z exceeds
-// target (and q(v) > 0); else the last token with q > 0, else the likeliest (-1: none).
+// target (and q(v) > 0); else the last token with q > 0; else (no token with mass: NaN,
+// x / T overflowing) the largest non-NaN logit among the non-excluded tokens, else among
+// all, else 0 (fallback_token in verify_tree.h): always a token in [0, V).
 template <typename T>
 __device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const int64_t* cand,
                                    const int64_t* par, int64_t N, int64_t cur, float inv_t,
@@ -133,7 +135,7 @@ __device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const i
   const int64_t C = static_cast<int64_t>(blockDim.x) * kItems;
   double carry = 0.0;
   int64_t last = -1;
-  ArgMax best{-1.f, INT64_MAX};
+  ArgMax best{-INFINITY, INT64_MAX};
   for (int64_t c0 = 0; c0 < V; c0 += C) {
 #pragma unroll
     for (int k = 0; k < kItems; ++k) flags[tid * kItems + k] = 0;
@@ -153,8 +155,9 @@ __device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const i
     for (int k = 0; k < kItems; ++k) {
       ok[k] = v0 + k < V && flags[tid * kItems + k] == 0;
       q[k] = ok[k] ? expf(static_cast<float>(row[v0 + k]) * inv_t - shift) * inv_z : 0.f;
-      if (ok[k]) {
-        if (q[k] > best.v) best = ArgMax{q[k], v0 + k};
+      if (ok[k]) {  // best: the largest non-NaN logit among the non-excluded tokens
+        const float xv = static_cast<float>(row[v0 + k]);
+        if (xv == xv && (best.i == INT64_MAX || xv > best.v)) best = ArgMax{xv, v0 + k};
         if (q[k] > 0.f) last = v0 + k;
       }
       tsum += q[k];
@@ -172,8 +175,18 @@ __device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const i
     carry += total;
   }
   last = block_allreduce(last, MaxI64{}, int64_t{-1}, scratch);
-  best = block_allreduce(best, BetterArg{}, ArgMax{-1.f, INT64_MAX}, scratch);
-  return last >= 0 ? last : (best.i == INT64_MAX ? -1 : best.i);
+  best = block_allreduce(best, BetterArg{}, ArgMax{-INFINITY, INT64_MAX}, scratch);
+  if (last >= 0) return last;
+  if (best.i != INT64_MAX) return best.i;
+  // Every token excluded, or every logit NaN: the largest non-NaN logit (fallback_token in
+  // verify_tree.h), else 0.
+  ArgMax raw{-INFINITY, INT64_MAX};
+  for (int64_t v = tid; v < V; v += blockDim.x) {
+    const float xv = static_cast<float>(row[v]);
+    if (xv == xv && (xv > raw.v || (xv == raw.v && v < raw.i))) raw = ArgMax{xv, v};
+  }
+  raw = block_allreduce(raw, BetterArg{}, ArgMax{-INFINITY, INT64_MAX}, scratch);
+  return raw.i == INT64_MAX ? 0 : raw.i;
 }
 
 // Grid: B blocks of kThreads; dynamic shared memory 2 * N int64 when `stage`.

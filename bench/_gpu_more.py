@@ -237,3 +237,38 @@ def small_paths(gen):
     cuda_ops.kv_rollback(gcache, base.cuda(), path.cuda())
     G.report("small: kv_rollback N=20 (3 batches of 8)", G.exact("cache", gcache, want))
     case_arbiter_layouts(gen)
+
+
+def case_special_rows(gen):
+    """NaN, +inf, several +inf, all -inf and huge finite rows: logit_stats, the greedy walk
+    and node_features give what the CPU gives (csrc/logit_stats/logit_stats.h)."""
+    for dt in (torch.float32, torch.bfloat16):
+        for V in (50, 70000):  # 70000 with B * N = 12 rows: split rows on the GPU
+            x = torch.randn(6, 2, V, generator=gen) * 3
+            x[0, 1, 5] = x[0, 1, 9] = float("nan")
+            x[1, 1, 2], x[1, 1, 11] = float("inf"), float("nan")
+            x[2, 1, 7] = float("inf")
+            x[3, 1, 3] = x[3, 1, 8] = float("inf")
+            x[4, 1] = float("-inf")
+            x[5, 1] = x[5, 1] * 1e37
+            x[5, 1, 4] = 3.3e38
+            x = x.to(dt)
+            cand = torch.randint(0, V, (6, 2), generator=gen)
+            par = torch.tensor([[-1, 0]] * 6)
+            want = cuda_ops.logit_stats(x, cand, par)
+            got = cuda_ops.logit_stats(x.cuda(), cand.cuda(), par.cuda())
+            G.report(f"logit_stats special rows {dt} V={V}", G.first_problem(
+                G.exact("argmax", got[0], want[0]),
+                *(G.close(f, g, w, 1e-5, 2e-4) for f, g, w in zip(("max", "lse", "entropy", "margin", "cand_lp"),
+                                                                   got[1:], want[1:]))))
+            xs = x.transpose(0, 1).contiguous()  # [2, 6, V]: row 1's node k is special row k
+            c2 = torch.randint(0, V, (2, 6), generator=gen)
+            p2 = torch.tensor([[-1, 0, 1, 2, 3, 4]] * 2)
+            _cmp_all(f"verify_tree greedy through special rows {dt} V={V}",
+                     cuda_ops.verify_tree(c2.cuda(), p2.cuda(), xs.cuda(), None, None, 0.0, None),
+                     cuda_ops.verify_tree(c2, p2, xs, None, None, 0.0, None))
+            z = torch.zeros(2, 6, dtype=torch.int64)
+            _cmp_all(f"node_features special rows {dt} V={V}",
+                     cuda_ops.node_features(xs.cuda(), c2.cuda(), p2.cuda(), z.cuda(), z.cuda(),
+                                            torch.zeros(2, dtype=torch.int64).cuda(), xs.cuda(), 5),
+                     cuda_ops.node_features(xs, c2, p2, z, z, torch.zeros(2, dtype=torch.int64), xs, 5), (1e-4, 1e-3))

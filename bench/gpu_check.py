@@ -226,6 +226,7 @@ def correctness(small: bool) -> None:
     M.case_sampling_edges(gen)
     M.case_argmax_walk_many_blocks(gen)
     M.case_arbiter_layouts(gen)
+    M.case_special_rows(gen)
     M.case_kv_over_2g(gen)
     case_garbage(gen)
 

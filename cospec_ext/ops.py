@@ -165,6 +165,13 @@ def logit_stats(
         margin      = top1(x) - top2(x)                     float32 [B, N]
         cand_logprob[b, i] = x[b, parents[b,i], candidates[b,i]] - logsumexp[b, parents[b,i]]
                       for i >= 1; 0 at the root and everywhere when no tree is given.
+    Special rows (the same in the CPU and CUDA kernels and reference.logit_stats_ref):
+        a NaN:        argmax = the first NaN (as torch.argmax); the four floats NaN
+        else a +inf:  argmax = the first +inf; max_logit = logsumexp = +inf; entropy NaN;
+                      margin +inf with one +inf (or V == 1), NaN with several
+        all -inf:     argmax 0; max_logit = logsumexp = -inf; entropy 0; margin NaN
+                      (+inf when V == 1)
+    Finite logits of any size give finite statistics (up to logsumexp overflowing float).
     Args:
         logits: float32/float16/bfloat16 [B, N, V]; rows may be strided.
         candidates, parents: int64 [B, N] (given together), the tree the logits belong to.

@@ -30,14 +30,20 @@ def logit_stats_ref(
             for i in range(1, N):
                 par = int(parents[b, i])
                 cand_logprob[b, i] = logp[b, par, int(candidates[b, i])]
-    return LogitStats(
-        x.argmax(-1),  # torch.argmax: the first maximal index
-        x.amax(-1).float(),
-        lse.float(),
-        entropy.float(),
-        margin.float(),
-        cand_logprob.float(),
-    )
+    argmax, mx = x.argmax(-1), x.amax(-1)  # torch.argmax: the first maximal index (a NaN first)
+    # rows with a NaN, a +inf or only -inf (csrc/logit_stats/logit_stats.h: special_row_stats)
+    nan_row = torch.isnan(x).any(-1)
+    n_inf = (x == math.inf).sum(-1)
+    inf_row = ~nan_row & (n_inf > 0)
+    masked = (x == -math.inf).all(-1)
+    nan = torch.full_like(lse, math.nan)
+    mx, lse, entropy, margin = (torch.where(nan_row, nan, t) for t in (mx, lse, entropy, margin))
+    mx, lse = (torch.where(inf_row, math.inf, t) for t in (mx, lse))
+    entropy = torch.where(inf_row, nan, torch.where(masked, 0.0, entropy))
+    one = (n_inf == 1) | (V == 1)
+    margin = torch.where(inf_row, torch.where(one, math.inf, nan), margin)
+    margin = torch.where(masked, math.inf if V == 1 else math.nan, margin)
+    return LogitStats(argmax, mx.float(), lse.float(), entropy.float(), margin.float(), cand_logprob.float())
 
 
 def _children(parents_row: list[int], node: int) -> list[int]:

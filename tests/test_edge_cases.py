@@ -1,6 +1,8 @@
 """Edge cases the kernels, the references and decode must agree on (issue 10): tiny
 temperatures are greedy everywhere; a sampled token is always in [0, V), whatever the
-logits (NaN, -inf rows, logits so large that x / T overflows float32)."""
+logits (NaN, -inf rows, logits so large that x / T overflows float32); NaN / +inf / fully
+masked rows have defined statistics; a cache with internal overlap is refused; validation
+reads the device once."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 import torch
 
 import cospec_ext
-from cospec_ext import ops
+from cospec_ext import ops, reference
 from cospec_ext.reference import verify_tree_ref
 from _models import EOS, PAD, prompts, tiny
 from _trees import make_tree_inputs
@@ -128,3 +130,45 @@ def test_validation_reads_the_device_once(monkeypatch):
             fn()
         assert len(calls) == 1, f"{name}: {len(calls)} host transfers"
         assert ScalarReads.reads == 0, f"{name}: {ScalarReads.reads} scalar reads besides the transfer"
+
+
+SPECIAL_ROWS = {  # name -> (row builder over V, expected argmax)
+    "nan": (lambda x: x.index_fill_(0, torch.tensor([5, 9]), float("nan")), 5),
+    "nan and +inf": (lambda x: x.index_fill_(0, torch.tensor([2]), float("inf")).index_fill_(
+        0, torch.tensor([11]), float("nan")), 11),
+    "one +inf": (lambda x: x.index_fill_(0, torch.tensor([7]), float("inf")), 7),
+    "two +inf": (lambda x: x.index_fill_(0, torch.tensor([8, 3]), float("inf")), 3),
+    "all -inf": (lambda x: x.fill_(-float("inf")), 0),
+    "huge": (lambda x: x.mul_(1e37).index_fill_(0, torch.tensor([4]), 3.3e38), 4),
+}
+
+
+@pytest.mark.parametrize("V", [16, 3000])
+def test_logit_stats_of_nan_and_inf_rows(V):
+    """A NaN propagates (argmax: the first NaN, like torch.argmax), a +inf gives +inf max and
+    logsumexp and NaN entropy, a fully masked row -inf / entropy 0; kernel == reference (rows
+    long enough for the vector paths and short ones)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(len(SPECIAL_ROWS) + 1, 2, V, generator=g)
+    for r, (make, _) in enumerate(SPECIAL_ROWS.values()):
+        make(x[r, 1])
+    cand = torch.randint(0, V, (x.shape[0], 2), generator=g)
+    par = torch.tensor([[-1, 0]] * x.shape[0])
+    got, want = ops.logit_stats(x, cand, par), reference.logit_stats_ref(x, cand, par)
+    for r, (name, (_, amax)) in enumerate(SPECIAL_ROWS.items()):
+        assert int(got.argmax[r, 1]) == amax == int(want.argmax[r, 1]), name
+    for f in ("max_logit", "logsumexp", "entropy", "margin", "cand_logprob"):
+        torch.testing.assert_close(getattr(got, f), getattr(want, f), rtol=1e-5, atol=1e-4, equal_nan=True,
+                                   msg=lambda m: f"{f}: {m}")
+    assert torch.isfinite(got.logsumexp[-2, 1])  # "huge": finite logits near FLT_MAX keep a finite logsumexp
+
+
+def test_greedy_verify_on_nan_rows_takes_the_first_nan():
+    g = torch.Generator().manual_seed(5)
+    cand, par, x = make_tree_inputs("chain", 3, 4, 30, torch.float32, g, p_match=1.0)
+    x[0, 0, 12] = float("nan")  # the root's argmax is then 12, which no child holds
+    x[1, 1] = float("nan")  # node 1's row: argmax 0
+    out, ref = ops.verify_tree(cand, par, x), verify_tree_ref(cand, par, x)
+    for a, b in zip(out, ref):
+        assert torch.equal(a, b)
+    assert int(out.next_token[0]) == 12

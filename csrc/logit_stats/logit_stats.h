@@ -37,7 +37,7 @@ COSPEC_HD SoftmaxState softmax_state_init() {
 
 // Re-expresses a state's (s, u) relative to a new shift m_new >= st.m and adds them.
 COSPEC_HD void softmax_state_accumulate(const SoftmaxState& st, float m_new, float& s, float& u) {
-  if (st.s > 0.f) {
+  if (st.s > 0.f || st.s != st.s) {  // a NaN sum (a NaN logit) propagates
     const float d = st.m - m_new;
     const float e = expf(d);
     s += st.s * e;
@@ -102,6 +102,39 @@ COSPEC_HD RowStats softmax_state_finish(const SoftmaxState& st) {
   return r;
 }
 
+// Rows holding a NaN, a +inf, or nothing but -inf make the online pass end with a
+// non-finite logsumexp. Their statistics, defined once for every kernel (CPU, CUDA, and
+// cospec_ext.reference), follow torch's composition where it is defined:
+//   a NaN:          argmax = the first NaN (torch.argmax); max_logit, logsumexp,
+//                   entropy, margin = NaN
+//   else a +inf:    argmax = the first +inf; max_logit = logsumexp = +inf; entropy = NaN;
+//                   margin = +inf with one +inf (or V == 1), NaN with several
+//   else all -inf:  argmax = 0; max_logit = logsumexp = -inf; entropy = 0 (a fully masked
+//                   row); margin = NaN (+inf when V == 1)
+// A finite row whose logsumexp overflows float keeps its statistics (logsumexp = +inf).
+// A serial scan: only such rows pay for it.
+template <typename T>
+COSPEC_HD RowStats special_row_stats(const T* x, int64_t V, RowStats st) {
+  if (st.logsumexp - st.logsumexp == 0.f) return st;  // finite: the common case
+  const float nan = NAN;
+  int64_t first_inf = -1, n_inf = 0;
+  bool all_ninf = true;
+  for (int64_t v = 0; v < V; ++v) {
+    const float xv = static_cast<float>(x[v]);
+    if (xv != xv) return RowStats{v, nan, nan, nan, nan};
+    if (xv == INFINITY) {
+      if (first_inf < 0) first_inf = v;
+      ++n_inf;
+    }
+    all_ninf = all_ninf && xv == -INFINITY;
+  }
+  if (first_inf >= 0) {
+    return RowStats{first_inf, INFINITY, INFINITY, nan, (n_inf == 1 || V == 1) ? INFINITY : nan};
+  }
+  if (all_ninf) return RowStats{0, -INFINITY, -INFINITY, 0.f, V == 1 ? INFINITY : nan};
+  return st;
+}
+
 }  // namespace cospec
 
 #if !defined(__CUDACC__)
@@ -125,9 +158,8 @@ COSPEC_DECLARE_ROW_STATS(base)
 template <typename T>
 inline RowStats logit_row_stats(const T* x, int64_t V) {
   static const int level = cpu_isa_level();
-  if (level == 2) return row_stats_avx512(x, V);
-  if (level == 1) return row_stats_avx2(x, V);
-  return row_stats_base(x, V);
+  const RowStats st = level == 2 ? row_stats_avx512(x, V) : level == 1 ? row_stats_avx2(x, V) : row_stats_base(x, V);
+  return special_row_stats(x, V, st);  // NaN / +inf / all -inf rows (above)
 }
 }  // namespace cospec::cpu
 #endif

@@ -71,6 +71,10 @@ struct ThreadState {
 
   template <int C>
   __device__ __forceinline__ void add(const float (&v)[C], int64_t j) {
+#pragma unroll
+    for (int e = 0; e < C; ++e) {
+      if (v[e] != v[e]) s = NAN;  // a NaN logit: the row's sum is NaN (special_row_stats)
+    }
     const float old = t1;
 #pragma unroll
     for (int e = 0; e < C; ++e) {
@@ -90,10 +94,12 @@ struct ThreadState {
       }
     }
     if (t1 == -INFINITY) return;  // everything so far is -inf
-    const float mt = t1 * kLog2e;
 #pragma unroll
     for (int e = 0; e < C; ++e) {
-      const float d2 = fmaxf(fmaf(v[e], kLog2e, -mt), -125.f);
+      // (x - max) first, so logits near FLT_MAX do not overflow; a NaN stays NaN (not
+      // fmaxf, which would drop it) and makes the sum NaN, which special_row_stats sees.
+      float d2 = (v[e] - t1) * kLog2e;
+      d2 = d2 < -125.f ? -125.f : d2;
       const float w = exp2f(d2);
       s += w;
       u2 = fmaf(w, d2, u2);
@@ -116,8 +122,11 @@ struct StatsOut {
   float *max_logit, *lse, *entropy, *margin, *cand_logprob;
 };
 
-__device__ __forceinline__ void write_row(const StatsOut& o, int64_t r, const SoftmaxState& st) {
-  const RowStats rs = softmax_state_finish(st);
+// x: the row's logits (read again only for a NaN / +inf / all -inf row: special_row_stats).
+template <typename T>
+__device__ __forceinline__ void write_row(const StatsOut& o, int64_t r, const SoftmaxState& st, const T* x,
+                                          int64_t V) {
+  const RowStats rs = special_row_stats(x, V, softmax_state_finish(st));
   o.argmax[r] = rs.argmax;
   o.max_logit[r] = rs.max_logit;
   o.lse[r] = rs.logsumexp;
@@ -140,7 +149,7 @@ __global__ void __launch_bounds__(kThreads)
   const SoftmaxState st = block_reduce(ts.state(), MergeStates{}, softmax_state_init(), scratch);
   if (threadIdx.x == 0) {
     if (splits == 1) {
-      write_row(o, row, st);
+      write_row(o, row, st, xr, V);
       if (no_tree) o.cand_logprob[row] = 0.f;
     } else {
       partial[blk] = st;
@@ -160,7 +169,7 @@ __global__ void finish_kernel(const T* __restrict__ x, int64_t sb, int64_t sn, i
       const int64_t r = b * N + n;
       SoftmaxState st = partial[r * splits];
       for (int64_t k = 1; k < splits; ++k) st = softmax_state_merge(st, partial[r * splits + k]);
-      write_row(o, r, st);
+      write_row(o, r, st, x + b * sb + n * sn, V);
     }
   }
   __syncthreads();  // this block's lse writes are visible below

@@ -24,6 +24,10 @@ namespace cospec {
 constexpr int kNodeFeatures = 20;  // the columns of FEATURE_NAMES (cospec_ext/engine/features.py)
 constexpr float kMarginCap = 1e4f; // margins are clamped here (+inf when V == 1)
 
+// min(x, cap) and max(x, 0) that keep a NaN (fminf / fmaxf would drop it), like torch.clamp.
+COSPEC_HD float clamp_max(float x, float cap) { return x > cap ? cap : x; }
+COSPEC_HD float clamp_min0(float x) { return x < 0.f ? 0.f : x; }
+
 struct NodeScratch {
   float t_top, t_ent, t_margin;  // at the node itself
   float cand_lp, above, kl;      // of the node's candidate / parent
@@ -55,19 +59,19 @@ COSPEC_HD void assemble_node(int64_t i, int64_t N, const int64_t* par, const int
   out[0] = me.cand_lp;                    // t_logp_cand
   out[1] = pa.t_top;                      // t_logp_top   (at the parent)
   out[2] = pa.t_ent;                      // t_entropy
-  out[3] = fminf(pa.t_margin, kMarginCap);// t_margin
+  out[3] = clamp_max(pa.t_margin, kMarginCap);// t_margin
   out[4] = log1pf(me.above);              // t_rank
   out[5] = me.d_lp_cand;                  // d_logp_cand
   out[6] = me.d_top;                      // d_logp_top
   out[7] = me.d_ent;                      // d_entropy
-  out[8] = fminf(me.d_margin, kMarginCap);// d_margin
-  out[9] = fmaxf(me.kl, 0.f);             // kl_dt
+  out[8] = clamp_max(me.d_margin, kMarginCap);// d_margin
+  out[9] = clamp_min0(me.kl);             // kl_dt
   out[10] = dep;                          // depth
   out[11] = static_cast<float>(rank[i]);  // sibling_rank
   out[12] = static_cast<float>(n_generated) + dep;  // position
   out[13] = me.t_top;                     // tc_logp_top  (at the node itself)
   out[14] = me.t_ent;                     // tc_entropy
-  out[15] = fminf(me.t_margin, kMarginCap);  // tc_margin
+  out[15] = clamp_max(me.t_margin, kMarginCap);  // tc_margin
   // look-ahead along first children: length, accepted run, first log-prob, mean log-prob
   float n = 0.f, acc = 0.f, next = 0.f, sum = 0.f;
   bool run = true;

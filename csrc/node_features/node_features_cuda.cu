@@ -66,7 +66,8 @@ __device__ RowStats block_row_stats(const T* __restrict__ x, int64_t V, void* sm
 #pragma unroll
     for (int e = 0; e < C; ++e) softmax_state_add(st, v[e], j + e);
   });
-  return softmax_state_finish(block_allreduce(st, MergeStates{}, softmax_state_init(), smem));
+  // NaN / +inf / all -inf rows: the semantics of logit_stats (a serial scan, such rows only)
+  return special_row_stats(x, V, softmax_state_finish(block_allreduce(st, MergeStates{}, softmax_state_init(), smem)));
 }
 
 template <typename T>

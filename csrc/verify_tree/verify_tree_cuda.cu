@@ -75,6 +75,13 @@ struct BetterArg {  // larger value, ties: lower index
     return (b.v > a.v || (b.v == a.v && b.i < a.i)) ? b : a;
   }
 };
+struct GreedyArg {  // torch.argmax's order: NaN above everything; ties: lower index
+  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
+    const bool an = a.v != a.v, bn = b.v != b.v;
+    if (an || bn) return (an && bn) ? (b.i < a.i ? b : a) : (an ? a : b);
+    return (b.v > a.v || (b.v == a.v && b.i < a.i)) ? b : a;
+  }
+};
 struct CombineMaxSum {
   __device__ MaxSum operator()(const MaxSum& a, const MaxSum& b) const {
     const float m = fmaxf(a.m, b.m);
@@ -235,10 +242,11 @@ __global__ void __launch_bounds__(kThreads)
       row_foreach<kUnroll>(row, V, [&](const auto& v, int64_t j) {
 #pragma unroll
         for (int e = 0; e < static_cast<int>(sizeof(v) / sizeof(float)); ++e) {
-          if (v[e] > am.v) am = ArgMax{v[e], j + e};
+          // the first NaN wins and stays (torch.argmax; the CPU's special_row_stats)
+          if (v[e] > am.v || (v[e] != v[e] && am.v == am.v)) am = ArgMax{v[e], j + e};
         }
       });
-      am = block_allreduce(am, BetterArg{}, ArgMax{-INFINITY, INT64_MAX}, scratch);
+      am = block_allreduce(am, GreedyArg{}, ArgMax{-INFINITY, INT64_MAX}, scratch);
       if (tid == 0) {
         const int64_t t = am.i == INT64_MAX ? 0 : am.i;  // all -inf: token 0, like the CPU
         int64_t nxt = greedy_step(cand, par, N, cur, t);

@@ -261,6 +261,31 @@ void test_logit_stats() {
   }
 }
 
+// NaN / +inf / fully masked rows (csrc/logit_stats/logit_stats.h: special_row_stats).
+void test_logit_stats_special_rows() {
+  for (int64_t V : {5, 100}) {
+    Tensor x = at::randn({1, 4, V}, at::kFloat);
+    x[0][0][3] = NAN;
+    x[0][0][1] = NAN;
+    x[0][1][2] = INFINITY;
+    x[0][2].fill_(-INFINITY);
+    x[0][3][1] = INFINITY;
+    x[0][3][4] = INFINITY;
+    auto [argmax, mx, lse, entropy, margin, cand_lp] = logit_stats(x, std::nullopt, std::nullopt);
+    EXPECT(argmax[0][0].item<int64_t>() == 1 && std::isnan(lse[0][0].item<float>()) &&
+               std::isnan(entropy[0][0].item<float>()) && std::isnan(margin[0][0].item<float>()),
+           "V=", V, " NaN row: argmax ", argmax[0][0], " lse ", lse[0][0]);
+    EXPECT(argmax[0][1].item<int64_t>() == 2 && lse[0][1].item<float>() == INFINITY &&
+               std::isnan(entropy[0][1].item<float>()) && margin[0][1].item<float>() == INFINITY,
+           "V=", V, " +inf row: lse ", lse[0][1], " margin ", margin[0][1]);
+    EXPECT(argmax[0][2].item<int64_t>() == 0 && lse[0][2].item<float>() == -INFINITY &&
+               entropy[0][2].item<float>() == 0.f && std::isnan(margin[0][2].item<float>()),
+           "V=", V, " masked row: lse ", lse[0][2]);
+    EXPECT(argmax[0][3].item<int64_t>() == 1 && std::isnan(margin[0][3].item<float>()),
+           "V=", V, " two +inf: argmax ", argmax[0][3], " margin ", margin[0][3]);
+  }
+}
+
 // ---- (c) kv_rollback ----------------------------------------------------------------------------
 
 void test_kv_rollback() {
@@ -485,6 +510,7 @@ int main() {
   }
   run("verify_tree", test_verify_tree);
   run("logit_stats", test_logit_stats);
+  run("logit_stats special rows", test_logit_stats_special_rows);
   run("kv_rollback", test_kv_rollback);
   run("arbiter_score", test_arbiter_score);
   run("node_features", test_node_features);

@@ -45,10 +45,12 @@ pytest: build
 ctest: build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(CURDIR)/$(VPY) bash cmake/ctest.sh
 
-# The CPU kernels and the C++ op tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The CPU kernels under AddressSanitizer + UndefinedBehaviorSanitizer: the C++ op tests, then
+# the Python op tests against a sanitized CPU-only build of the extension.
 sanitize: build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(CURDIR)/$(VPY) BUILD_DIR=build-cmake-asan \
 		bash cmake/ctest.sh -DCOSPEC_SANITIZE=ON -DCOSPEC_WITH_CUDA=OFF
+	PYTHON=$(CURDIR)/$(VPY) bash cmake/asan_pytest.sh
 
 test: pytest ctest sanitize
 
@@ -71,4 +73,4 @@ models: build
 	$(VPY) -m cospec_ext.cli task train-models
 
 clean:
-	rm -rf build build-cmake build-cmake-asan *.egg-info cospec_ext/*.so bench/out demo_out
+	rm -rf build build-cmake build-cmake-asan build-asan build-asan.log *.egg-info cospec_ext/*.so bench/out demo_out

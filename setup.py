@@ -7,6 +7,8 @@ installed torch), the way flash-attn and xformers are installed:
 
 Environment knobs (all optional):
     COSPEC_CPU_ONLY=1        build only the CPU kernels even when CUDA is available
+    COSPEC_SANITIZE=1        CPU kernels with AddressSanitizer + UBSan (implies COSPEC_CPU_ONLY;
+                             for cmake/asan_pytest.sh, which preloads the sanitizer runtimes)
     TORCH_CUDA_ARCH_LIST     CUDA archs to build, default "8.0;9.0" (A100, H100/H200)
     CUDA_HOME / CUDA_PATH    the CUDA toolkit (default: /usr/local/cuda, else nvcc on PATH)
     MAX_JOBS                 parallel compile jobs (ninja)
@@ -44,8 +46,12 @@ import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
+def _sanitize():
+    return os.environ.get("COSPEC_SANITIZE", "0") not in ("", "0")
+
+
 def _want_cuda():
-    if os.environ.get("COSPEC_CPU_ONLY", "0") not in ("", "0"):
+    if os.environ.get("COSPEC_CPU_ONLY", "0") not in ("", "0") or _sanitize():
         return False
     return bool(torch.version.cuda) and CUDA_HOME is not None
 
@@ -78,8 +84,12 @@ def _extension():
     cxx = ["-O3", "-fopenmp", "-DCOSPEC_WITH_CUDA=0"]
     include_dirs = [os.path.join(ROOT, "csrc")]
     if not _want_cuda():
+        link = []
+        if _sanitize():  # every UBSan finding fatal, so the tests fail on it
+            san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+            cxx, link = cxx + san, ["-fsanitize=address,undefined"]
         return CppExtension("cospec_ext._C", cpu_sources, include_dirs=include_dirs,
-                            extra_compile_args={"cxx": cxx})
+                            extra_compile_args={"cxx": cxx}, extra_link_args=link)
     archs = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     cu_sources = sorted(glob.glob("csrc/*/*_cuda.cu"))
     cxx = ["-O3", "-fopenmp", "-DCOSPEC_WITH_CUDA=1", f'-DCOSPEC_CUDA_ARCHS="{archs}"']

@@ -125,7 +125,8 @@ class HFAdapter:
         self.config = cfg
         self.num_layers = int(cfg.num_hidden_layers)
         heads = int(cfg.num_attention_heads)
-        self.num_kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        self.num_kv_heads = _local_kv_heads(model, int(getattr(cfg, "num_key_value_heads", None) or heads),
+                                            int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads))
         self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
         out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         self.vocab_size = int(out_emb.weight.shape[0]) if out_emb is not None else int(cfg.vocab_size)
@@ -134,6 +135,9 @@ class HFAdapter:
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
         self.hidden_size = int(cfg.hidden_size)
         self.num_params = sum(q.numel() for q in model.parameters())
+        # transformers' tensor parallelism (tp_plan): weights are DTensor shards, every rank
+        # runs the same round, so nothing rank-local (timings) may steer it
+        self.tensor_parallel = any(hasattr(q, "to_local") for q in model.parameters())
         params = inspect.signature(model.forward).parameters
         # transformers renamed `past_key_values` to `cache` in later 5.x releases.
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
@@ -175,6 +179,20 @@ class HFAdapter:
                                    "so the last hidden state could not be read for the arbiter")
             return logits, (seen[-1] if hook is not None else out.hidden_states[-1])
         return logits
+
+
+def _local_kv_heads(model: torch.nn.Module, config_heads: int, head_dim: int) -> int:
+    """The K/V heads this process computes: the config's, or under tensor parallelism
+    (transformers' tp_plan, weights as DTensor shards) the local shard's, read from the first
+    attention layer's k_proj (its local rows / head_dim)."""
+    for m in model.modules():
+        k = getattr(m, "k_proj", None)
+        w = getattr(k, "weight", None)
+        if isinstance(w, torch.Tensor):
+            if hasattr(w, "to_local"):  # a DTensor shard
+                return max(1, w.to_local().shape[0] // head_dim)
+            return config_heads
+    return config_heads
 
 
 def as_adapter(model) -> ModelAdapter:

@@ -13,6 +13,7 @@ Rows that finish are written out and compacted away, so later steps cost only li
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -54,10 +55,16 @@ class SpecEngine:
         # The adaptive depth is free to follow measured forward times only when the output
         # cannot depend on the tree (greedy spd is lossless); when it can (sampling, an
         # arbiter), the draft/target cost comes from the parameter counts, so a seed repeats.
+        # Under tensor parallelism every rank must choose the same depth (their collectives
+        # must match), so timings, which differ between ranks, never steer it.
         cost = spec.draft_cost
-        if cost is None and drafter is not None and (self.T > 0 or arbiter is not None):
+        tp = getattr(verifier, "tensor_parallel", False) or getattr(drafter, "tensor_parallel", False)
+        if cost is None and drafter is not None and (self.T > 0 or arbiter is not None or tp):
             cost = drafter.num_params / max(verifier.num_params, 1)
         self.ctrl = DepthController(depth, spec.adaptive, cost)
+        # COSPEC_TP_CHECK=1: under tensor parallelism, check every round that all ranks
+        # committed the same tokens (one all-reduce per round; a debugging aid)
+        self.tp_check = tp and os.environ.get("COSPEC_TP_CHECK", "0") not in ("", "0")
         timed = depth > 0 and spec.adaptive and cost is None
         max_query = max(P, spec.max_expanded, 32)
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
@@ -172,6 +179,8 @@ class SpecEngine:
         new_tok = torch.where(j[None, :] == v.accept_len[:, None], v.next_token[:, None], shifted)
         kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
                                                  [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
+        if self.tp_check:
+            _check_ranks_agree(new_tok, kept, self.rounds)
         self.target.cache.rollback(root_slot, v.path)
         self.total_h += kept
         if depth > 0:
@@ -235,6 +244,21 @@ class SpecEngine:
         new = self.out[:, :T]
         after = torch.arange(T)[None, :] >= self.out_len[:, None]
         return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
+
+
+def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int) -> None:
+    """All ranks of the default process group committed the same tokens this round: an
+    all-reduce (MAX) of (checksum, -checksum); a mismatch raises on every rank."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    w = torch.arange(1, new_tok.numel() + 1, dtype=torch.float64, device=new_tok.device).view_as(new_tok)
+    c = (new_tok.double() * w).sum() + float(kept.sum()) * 1e6
+    both = torch.stack([c, -c])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    if float(both[0]) != -float(both[1]):
+        raise RuntimeError(f"tensor-parallel ranks diverged at round {step}: their committed tokens differ")
 
 
 def _root_only(dev: torch.device) -> tuple:

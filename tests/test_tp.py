@@ -39,3 +39,32 @@ def test_decode_with_a_tensor_parallel_target_equals_one_process(tmp_path):
     for arch in ("llama", "qwen2"):  # the arbiter decided both ways, so its features were compared too
         c = ranks[0][f"{arch} cospec"]
         assert 0 < c["arbiter_accepted"] < c["consulted"], c
+
+
+def test_arbiter_training_with_a_tensor_parallel_target_matches_one_process(tmp_path):
+    """`cospec train --stage rl --tp 2` under torchrun (the target sharded over both ranks,
+    every rank decoding the same prompts) ends with the arbiter one process trains."""
+    import torch
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(HERE.parent / "python"))
+    from cospec_train.rl import RLConfig, train
+    from _models import save_task_models
+
+    models = save_task_models(tmp_path / "models")
+    common = dict(target=str(models / "target"), draft=str(models / "draft"), updates=3, prompts=4, group=3,
+                  speed_coef=0.2, max_new_tokens=20, seed=3, threads=1)
+    args = ["--target", common["target"], "--draft", common["draft"], "--out", str(tmp_path / "tp"), "--updates", "3",
+            "--prompts", "4", "--group", "3", "--speed-coef", "0.2", "--max-new-tokens", "20", "--seed", "3",
+            "--threads", "1", "--tp", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent / "python"), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                        "29543", "-m", "cospec_train", *args], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    got = load_file(tmp_path / "tp" / "arbiter" / "arbiter.safetensors")
+    want = train(RLConfig(out=str(tmp_path / "single"), **common), progress=False).state_dict()
+    for k, v in want.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-5, msg=f"TP vs one process: {k}")
+    log = lambda d: [json.loads(x)["accuracy"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]  # noqa
+    assert log("tp") == log("single")

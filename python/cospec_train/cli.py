@@ -26,6 +26,8 @@ HELP = {
     "max_new_tokens": "answer length limit while decoding", "ckpt_every": "RL checkpoint every N updates",
     "seed": "seed of the training problems, initialisation and rollouts",
     "threads": "torch threads per process (fixed, so runs repeat exactly; 0: torch's default)",
+    "tp": "--stage rl under torchrun: 1 = data parallel (each rank its share of the prompts); the number "
+          "of processes = the target tensor-parallel over every rank (transformers' tp_plan)",
     "lr": "RL learning rate (AdamW)", "clip": "PPO ratio clip", "entropy_coef": "RL entropy bonus",
     "speed_coef": "RL reward per accepted token per round, beside correctness",
     "init_p": "acceptance probability of the constant policy RL starts from without --init",
@@ -50,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", help="also copy the final arbiter to this directory")
     p.add_argument("--init", help="--stage rl: start from this saved arbiter (e.g. the imitation stage's)")
     p.add_argument("--arbiter", help="--stage validate: the arbiter directory to validate (default OUT/arbiter)")
-    for name in ("updates", "prompts", "group", "epochs", "max_new_tokens", "ckpt_every", "seed", "threads"):
+    for name in ("updates", "prompts", "group", "epochs", "max_new_tokens", "ckpt_every", "seed", "threads", "tp"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name), help=HELP[name])
     for name in ("lr", "clip", "entropy_coef", "speed_coef", "init_p"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name), help=HELP[name])
@@ -109,7 +111,7 @@ def run(args) -> int:
                    hidden=tuple(int(h) for h in args.hidden.split(",")), tree=args.tree,
                    max_new_tokens=args.max_new_tokens, ckpt_every=args.ckpt_every, seed=args.seed,
                    threads=args.threads, hidden_inputs=hin, proj_dim=args.proj_dim,
-                   features=_features(args.features), init=args.init, credit=args.credit)
+                   features=_features(args.features), init=args.init, credit=args.credit, tp=args.tp)
     icfg = ImitateConfig(train_problems=args.train_problems, val_problems=args.val_problems, steps=args.steps,
                          lr=args.im_lr,
                          weight_decay=args.weight_decay, either_weight=args.either_weight, batch=args.batch)

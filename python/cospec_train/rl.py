@@ -23,7 +23,11 @@ stage's), keeping its features, sizes and normalisation.
 Data-parallel: under torchrun each rank decodes its share of the prompts; decisions are
 keyed by rollout id (see decode's rollout_ids), gradients are all-reduced by
 DistributedDataParallel and the loss is normalised by the global decision count, so the
-run matches the single-process one up to float summation order.
+run matches the single-process one up to float summation order. With `tp` = the world size
+the target is loaded tensor-parallel (transformers' tp_plan) and every rank decodes the
+same prompts (SPMD); the replicated arbiter gets the same gradient on every rank (the
+decision count then counts each decision tp times, as DDP's average does), so the run
+again matches one process.
 
 Checkpoints (every `ckpt_every` updates, atomic): the arbiter (safetensors + JSON), the
 AdamW state (safetensors + JSON) and the update counter; a killed run resumes from the
@@ -80,12 +84,25 @@ class RLConfig:
     threads: int = 1  # torch threads per process (0: torch's default); fixed, so runs repeat exactly
     init: str | None = None  # start from this saved arbiter instead of a constant policy
     credit: str = "rollout"  # "rollout" (GRPO group advantage) or "counterfactual" (per decision)
+    tp: int = 1  # under torchrun: 1 = data parallel; = the world size: the target tensor-parallel over every rank
     extra: dict = field(default_factory=dict)
 
 
 def _world():
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _data_shard(cfg: RLConfig) -> tuple[int, int]:
+    """(index, count) of this rank's data shard: with a tensor-parallel target (cfg.tp = the
+    world size) every rank decodes the same prompts (one shard); else one shard per rank."""
+    rank, world = _world()
+    if cfg.tp <= 1:
+        return rank, world
+    if world != cfg.tp:
+        raise ValueError(f"--tp {cfg.tp} needs exactly {cfg.tp} processes under torchrun (got {world}); "
+                         "a 2-D mesh (data parallel across tensor-parallel groups) is not supported yet")
     return 0, 1
 
 
@@ -98,8 +115,9 @@ def _allreduce(t: torch.Tensor) -> torch.Tensor:
 def load_models(cfg: RLConfig):
     from transformers import AutoModelForCausalLM
 
-    load = lambda d: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32).eval()  # noqa
-    return load(cfg.target), load(cfg.draft)
+    load = lambda d, **kw: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32,  # noqa
+                                                                **kw).eval()
+    return load(cfg.target, **({"tp_plan": "auto"} if cfg.tp > 1 else {})), load(cfg.draft)
 
 
 def load_all(cfg: RLConfig) -> tuple:
@@ -126,9 +144,9 @@ def init_arbiter(cfg: RLConfig, target=None, draft=None) -> Arbiter:
 def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     """This rank's rollouts of one update -> (feats [D, F], hidden [D, H] or None, actions [D],
     old_logp [D], advantage [D], metrics tensor of global sums)."""
-    rank, world = _world()
+    shard, shards = _data_shard(cfg)
     probs = task.problems(cfg.prompts, seed=cfg.seed * 100003 + update, split="train")
-    mine = list(range(rank, cfg.prompts, world))
+    mine = list(range(shard, cfg.prompts, shards))
     G = cfg.group
     qs = [probs[i]["question"] for i in mine for _ in range(G)]
     ids, mask = task.encode(qs)
@@ -174,7 +192,8 @@ def rollouts(cfg: RLConfig, task, target, draft, arb: Arbiter, update: int):
     m = torch.tensor([float(n_rows), float(correct.sum()), float(reward.sum()), float(out.stats.arbiter_consulted),
                       float(out.stats.arbiter_accepted), float(sum(out.stats.new_tokens)), float(rounds.sum())])
     hid = cat(H, sum(arb.hidden_sizes)) if use_h else None
-    return cat(X, F), hid, cat(A), cat(LP), cat(ADV), _allreduce(m)
+    # under TP every rank holds the same rollouts: the sums count them tp times
+    return cat(X, F), hid, cat(A), cat(LP), cat(ADV), _allreduce(m) / max(cfg.tp, 1)
 
 
 def _counterfactual(cfg, task, target, row_problems, ids, out, cols, use_h):
@@ -296,7 +315,7 @@ def train(cfg: RLConfig, progress: bool = True, models: tuple | None = None) -> 
         rows, correct, reward, consulted, accepted, toks, rounds = m.tolist()
         rec = {"update": update + 1, "accuracy": correct / rows, "reward": reward / rows, "consulted": consulted,
                "accept_rate": accepted / max(consulted, 1), "tokens_per_round": toks / max(rounds, 1),
-               "decisions": float(n_dec), "loss": sum(losses) / len(losses), "entropy": ents[-1],
+               "decisions": float(n_dec) / max(cfg.tp, 1), "loss": sum(losses) / len(losses), "entropy": ents[-1],
                "seconds": time.perf_counter() - t0}
         if rank == 0:
             with open(log_path, "a") as f:

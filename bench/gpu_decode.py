@@ -118,6 +118,22 @@ def main() -> int:
             acc = getattr(getattr(out, "stats", None), "mean_accept_len", None)
             rel = f"{tps / base:.2f}x" if base else "-"
             print(f"{B:>2} {name:<22} {tps:>9.1f} {rel:>9} {'' if acc is None else f'{acc:.2f}':>7}")
+    # tensor parallelism: the target sharded over the GPUs (bench/tp_decode.py under torchrun)
+    n_gpu = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if n_gpu >= 2:
+        import subprocess
+        import sys
+
+        here = __file__.rsplit("/", 1)[0]
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(min(n_gpu, 4)),
+                            f"{here}/tp_decode.py", "--device", "cuda", "--layers", "8", "--hidden", "1024"],
+                           capture_output=True, text=True, timeout=600)
+        print("\n" + "\n".join(ln for ln in r.stdout.splitlines() if ln.startswith(("TP", "  "))))
+        if r.returncode != 0 or "== target-only: True" not in r.stdout:
+            print("FAIL tensor-parallel decode:\n" + r.stderr[-2000:])
+            fails += 1
+    else:
+        print("\nSKIP tensor-parallel decode: needs 2 or more GPUs (found {})".format(n_gpu))
     print(f"\n{fails} decode failure(s)")
     return 1 if fails else 0
 

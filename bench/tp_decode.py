@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -24,6 +25,9 @@ import torch.distributed as dist
 import transformers
 
 import cospec_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from cospec_train.rl import tp_kwargs  # noqa: E402
 
 
 def main() -> None:
@@ -58,7 +62,7 @@ def main() -> None:
         dist.barrier()
     dev = torch.device(args.device if args.device == "cpu" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     load = transformers.AutoModelForCausalLM.from_pretrained
-    target = (load(root + "/target", tp_plan="auto", dtype=torch.float32) if world > 1
+    target = (load(root + "/target", **tp_kwargs(), dtype=torch.float32) if world > 1
               else load(root + "/target", dtype=torch.float32).to(dev)).eval()
     draft = load(root + "/draft", dtype=torch.float32).to(dev).eval()
     g = torch.Generator().manual_seed(1)

@@ -19,6 +19,9 @@ import cospec_ext  # noqa: E402
 from cospec_ext.engine import LogisticArbiter  # noqa: E402
 from _models import EOS, PAD, prompts  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from cospec_train.rl import tp_kwargs  # noqa: E402
+
 
 def main(models: str, out: str) -> None:
     torch.set_num_threads(1)
@@ -27,7 +30,7 @@ def main(models: str, out: str) -> None:
     results = {}
     for arch in sorted(os.listdir(models)):
         d = os.path.join(models, arch)
-        target_tp, target, draft = load(d + "/target", tp_plan="auto"), load(d + "/target"), load(d + "/draft")
+        target_tp, target, draft = load(d + "/target", **tp_kwargs()), load(d + "/target"), load(d + "/draft")
         ids, mask = prompts(3, seed=7)  # left padding
         arb = LogisticArbiter(["t_logp_cand", "d_logp_cand"], [0.3, 1.0], 3.0)  # accepts at some mismatches
         for mode, kw in (("spd", {}), ("cospec", {"arbiter": arb})):

@@ -117,7 +117,17 @@ def load_models(cfg: RLConfig):
 
     load = lambda d, **kw: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32,  # noqa
                                                                 **kw).eval()
-    return load(cfg.target, **({"tp_plan": "auto"} if cfg.tp > 1 else {})), load(cfg.draft)
+    return load(cfg.target, **(tp_kwargs() if cfg.tp > 1 else {})), load(cfg.draft)
+
+
+def tp_kwargs() -> dict:
+    """from_pretrained's arguments for transformers' own tensor-parallel plan over the process
+    group: distributed_config (transformers >= 5.18), else the older tp_plan keyword."""
+    try:
+        from transformers.distributed import DistributedConfig
+    except ImportError:
+        return {"tp_plan": "auto"}
+    return {"distributed_config": DistributedConfig(tp_plan="auto")}
 
 
 def load_all(cfg: RLConfig) -> tuple:

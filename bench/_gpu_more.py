@@ -10,6 +10,8 @@ the CPU kernel on the same values; G.report prints PASS / FAIL lines.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import _gpu_cases as G
@@ -134,9 +136,7 @@ def case_streams_and_devices(gen):
 def case_kv_over_2g(gen):
     """kv_rollback on a bfloat16 cache of 2^31 + elements (4.3 GB): compared, not only timed."""
     shape = (2, 33, 8, 8, 4096, 128)  # 2,214,592,512 elements > 2^31 = 2,147,483,648
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     cache = torch.randn(shape, dtype=torch.bfloat16, device="cuda")
     B, N, base = shape[2], 24, 4000
     path = torch.full((B, N), -1, dtype=torch.int64)

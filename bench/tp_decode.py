@@ -3,8 +3,8 @@
     python -m torch.distributed.run --nproc-per-node 2 bench/tp_decode.py [--device cpu|cuda]
     python bench/tp_decode.py                      # TP 1 (one process), the baseline
 
-A random-init Llama target (default 4 layers, hidden 256, 8 heads / 4 K/V heads, vocab 2000)
-and its first layer as the draft, saved to a temporary directory by rank 0 and loaded with
+A random-init Llama target (bench/gpu_decode.py's; default 4 layers, hidden 512: 8 heads /
+2 K/V heads, vocab 2000) and its first layer as the draft, saved to a temporary directory by rank 0 and loaded with
 transformers' tp_plan="auto" when there are several ranks. Times decode(mode="target") and
 decode(mode="spd") on the same left-padded batch (medians of --reps interleaved calls) and
 prints tokens/s on rank 0, with a check that spd equals target-only token for token.
@@ -29,12 +29,17 @@ import cospec_ext
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
 from cospec_train.rl import tp_kwargs  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_decode import models  # noqa: E402  (the same random-init target and first-layer draft)
+
+VOCAB = 2000
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--hidden", type=int, default=512, help="heads: hidden / 64, K/V heads: hidden / 256")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--new", type=int, default=48)
     ap.add_argument("--reps", type=int, default=5)
@@ -49,13 +54,7 @@ def main() -> None:
         dist.init_process_group("gloo" if args.device == "cpu" else "nccl")
     root = args.dir or os.path.join(tempfile.gettempdir(), "cospec_tp_bench")
     if rank == 0:
-        torch.manual_seed(0)
-        cfg = transformers.LlamaConfig(vocab_size=2000, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                                       num_hidden_layers=args.layers, num_attention_heads=8, num_key_value_heads=4,
-                                       max_position_embeddings=512, initializer_range=0.05)
-        target = transformers.LlamaForCausalLM(cfg).eval()
-        draft = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**cfg.to_dict(), "num_hidden_layers": 1}))
-        draft.load_state_dict(target.state_dict(), strict=False)
+        target, draft = models(torch.device("cpu"), torch.float32, args.layers, args.hidden, VOCAB, 1)
         target.save_pretrained(root + "/target")
         draft.save_pretrained(root + "/draft")
     if world > 1:
@@ -66,7 +65,7 @@ def main() -> None:
               else load(root + "/target", dtype=torch.float32).to(dev)).eval()
     draft = load(root + "/draft", dtype=torch.float32).to(dev).eval()
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(3, 2000, (args.batch, 32), generator=g).to(dev)
+    ids = torch.randint(3, VOCAB, (args.batch, 32), generator=g).to(dev)
     mask = torch.ones_like(ids)
     mask[1:, :5] = 0
     kw = dict(max_new_tokens=args.new, eos_token_id=[], pad_token_id=0)

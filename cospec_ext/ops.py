@@ -54,9 +54,9 @@ def verify_tree(
 ) -> VerifyOutput:
     """Walks each draft tree from the root and returns the accepted path.
 
-    Greedy (temperature < MIN_TEMPERATURE = 1e-5, 0 included): at node c, t = argmax(target_logits[b, c]) (ties: lowest
-    id; or `target_argmax[b, c]` when given, e.g. from logit_stats, so the logits are not
-    read again); move to the first child with candidate t; otherwise, when
+    Greedy (temperature < MIN_TEMPERATURE = 1e-5, 0 included): at node c,
+    t = argmax(target_logits[b, c]) (ties: lowest id; or `target_argmax[b, c]` when given,
+    e.g. from logit_stats, so the logits are not read again); move to the first child with candidate t; otherwise, when
     `accept_draft` is given, consult the children in order (marking `consulted`) and move
     to the first with accept_draft true (marking `arbiter_accepted`); otherwise stop and
     emit next_token = t. With accept_draft=None this is standard, lossless greedy tree
@@ -68,8 +68,8 @@ def verify_tree(
     when all are rejected the arbiter may move to a child as in greedy; otherwise
     next_token is drawn from q / sum(q) by inverse CDF with `uniforms[b, 0]`. When no
     token has mass (NaN logits, logits / T overflowing float32, every token a rejected
-    child's) next_token is the lowest index of the largest non-NaN logit (0 if every
-    logit is NaN): next_token is always in [0, V).
+    child's) next_token is the lowest index of the largest non-NaN logit among the tokens
+    not rejected, else among all, else 0: next_token is always in [0, V).
 
     Args:
         candidates: int64 [B, N], token at each node (candidates[b, 0] = root token).
@@ -310,12 +310,10 @@ def node_features(
     check.same_shape("draft_parent_logits", draft_parent_logits, (B, N, V), "[B, N, V] like `target_logits`")
     check.tensor("candidates", candidates, dtypes=_LONG, dim=2, device=dev)
     check.same_shape("candidates", candidates, (B, N), "[B, N] like `target_logits`")
-    trees = {}
-    for name, t in (("parents", parents), ("depth", depth), ("rank", rank)):
+    for name, t in (("parents", parents), ("depth", depth), ("rank", rank)):  # [1, N]: one tree, not copied
         check.tensor(name, t, dtypes=_LONG, dim=2, device=dev)
         if t.shape[0] not in (1, B) or t.shape[1] != N:
             raise ValueError(f"`{name}` must be [B, N] or [1, N] with B = {B}, N = {N}, got {list(t.shape)}")
-        trees[name] = t.expand(B, N)
     check.tensor("n_generated", n_generated, dtypes=_LONG, dim=1, device=dev)
     check.same_shape("n_generated", n_generated, (B,), "[B]")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
@@ -323,11 +321,11 @@ def node_features(
     if N == 0:
         raise ValueError("trees need at least the root node (N >= 1), got N = 0")
     if validate and not check.is_compiling():
-        check.tree(trees["parents"], candidates, V)
+        check.tree(parents, candidates, V)
     if draft_parent_logits.dtype != target_logits.dtype:
         target_logits, draft_parent_logits = target_logits.float(), draft_parent_logits.float()
-    return _ops.node_features(target_logits, candidates, trees["parents"], trees["depth"], trees["rank"],
-                              n_generated, draft_parent_logits, levels)
+    return _ops.node_features(target_logits, candidates, parents, depth, rank, n_generated, draft_parent_logits,
+                              levels)
 
 
 @torch.library.register_fake("cospec::node_features")

@@ -1,4 +1,5 @@
-// Host-side validation of a batch of trees (the tree convention of README.md):
+// Host-side validation of a batch of trees (the tree convention of README.md; parents
+// [B, N], or [1, N] for one tree shared by candidates' B rows):
 // parents[b, 0] == -1 and 0 <= parents[b, i] < i for i >= 1; optionally every
 // candidate token in [0, V). Used by the CPU kernels, which own their inputs'
 // memory; the CUDA path validates in the Python wrapper (one host sync) and the
@@ -24,8 +25,8 @@ inline void check_tree_cpu(const char* op, const at::Tensor& parents, const at::
     }
   }
   if (candidates != nullptr) {
-    const auto C = candidates->accessor<int64_t, 2>();
-    for (int64_t b = 0; b < B; ++b) {
+    const auto C = candidates->accessor<int64_t, 2>();  // its own rows: parents may be one shared [1, N] tree
+    for (int64_t b = 0; b < candidates->size(0); ++b) {
       for (int64_t i = 0; i < N; ++i) {
         COSPEC_CHECK(op, C[b][i] >= 0 && C[b][i] < V, "`candidates`[", b, ", ", i,
                      "] must be a token id in [0, ", V, "), got ", C[b][i]);

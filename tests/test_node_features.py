@@ -121,3 +121,8 @@ def test_bad_inputs_name_the_argument():
     # the kernel itself (the wrapper's value checks skipped) still refuses bad trees on the CPU
     with pytest.raises(RuntimeError, match="parents"):
         ops.node_features(x, cand, bad, depth, rank, ngen, d, 3, validate=False)
+    badc[0, 2], badc[1, 3] = 1, -1  # one tree shared by both rows: row 1's candidates are checked too
+    with pytest.raises(RuntimeError, match=r"`candidates`\[1, 3\]"):
+        ops.node_features(x, badc, par[:1], depth[:1], rank[:1], ngen, d, 3, validate=False)
+    with pytest.raises(ValueError, match=r"`candidates`\[1, 3\]"):
+        ops.node_features(x, badc, par[:1], depth[:1], rank[:1], ngen, d, 3)

@@ -39,6 +39,8 @@ def samples(device):
              d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
             (d(x.half()), d(cand), d(par), d(depth), d(torch.zeros(3, 9, dtype=torch.int64)),
              d(torch.tensor([1, 2, 3])), d(torch.randn(3, 9, 301, generator=g).half()), 2),
+            (d(x), d(cand), d(par[:1]), d(depth[:1]), d(torch.zeros(1, 9, dtype=torch.int64)),  # one shared tree
+             d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
         ],
     }
 

@@ -125,9 +125,9 @@ class HFAdapter:
         self.config = cfg
         self.num_layers = int(cfg.num_hidden_layers)
         heads = int(cfg.num_attention_heads)
-        self.num_kv_heads = _local_kv_heads(model, int(getattr(cfg, "num_key_value_heads", None) or heads),
-                                            int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads))
         self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        self.num_kv_heads = _local_kv_heads(model, int(getattr(cfg, "num_key_value_heads", None) or heads),
+                                            self.head_dim)
         out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         self.vocab_size = int(out_emb.weight.shape[0]) if out_emb is not None else int(cfg.vocab_size)
         p = next(model.parameters())

@@ -114,13 +114,13 @@ class Drafter:
             ls = ops.logit_stats(logits, validate=False)
             par = st.parents[lo:hi] - plo  # [n] local parent index
             if st.kmax == 1:  # chain: the argmax (ties: lowest id, like torch.argmax)
-                tok, val = ls.argmax[:, par], (lambda: ls.max_logit[:, par])
+                cand[:, lo:hi] = ls.argmax[:, par]
             else:
                 topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
-                tok, val = topi[:, par, st.rank[lo:hi]], (lambda: topv[:, par, st.rank[lo:hi]].float())
-            cand[:, lo:hi] = tok
-            if logp_cand is not None:
-                logp_cand[:, lo:hi] = val() - ls.logsumexp[:, par]
+                cand[:, lo:hi] = topi[:, par, st.rank[lo:hi]]
+            if logp_cand is not None:  # the candidate's logit, less the parent row's logsumexp
+                val = ls.max_logit[:, par] if st.kmax == 1 else topv[:, par, st.rank[lo:hi]].float()
+                logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
             if score is not None:
                 score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
             last = d

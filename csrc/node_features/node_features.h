@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../logit_stats/logit_stats.h"
 #include "../macros.h"
 
 namespace cospec {
@@ -33,6 +34,37 @@ struct NodeScratch {
   float cand_lp, above, kl;      // of the node's candidate / parent
   float d_lp_cand, d_top, d_ent, d_margin;
 };
+
+// Vocabulary entry v's share of `kl` and `above` (header) for a node with candidate logit
+// xc = x_p[c]: xv = x_p[v], dv = d[v]; d_lse, p_lse the logsumexps of d and x_p.
+COSPEC_HD void kl_rank_add(float xv, float dv, float xc, float d_lse, float p_lse, float& kl, float& above) {
+  above += xv > xc ? 1.f : 0.f;
+  const float lq = dv - d_lse;
+  const float q = expf(lq);
+  if (q > 0.f) kl += q * (lq - (xv - p_lse));
+}
+
+// The scratch of a node from its own row's statistics (the parent columns zero).
+COSPEC_HD NodeScratch node_scratch_self(const RowStats& ti) {
+  NodeScratch s{};
+  s.t_top = ti.max_logit - ti.logsumexp;
+  s.t_ent = ti.entropy;
+  s.t_margin = ti.margin;
+  return s;
+}
+
+// The parent columns: ps, ds the statistics of x_p and d; xc = x_p[c], dc = d[c]; kl and
+// above summed over the vocabulary with kl_rank_add.
+COSPEC_HD void node_scratch_parent(NodeScratch& s, const RowStats& ps, const RowStats& ds, float xc, float dc,
+                                   float kl, float above) {
+  s.cand_lp = xc - ps.logsumexp;
+  s.above = above;
+  s.kl = kl;
+  s.d_lp_cand = dc - ds.logsumexp;
+  s.d_top = ds.max_logit - ds.logsumexp;
+  s.d_ent = ds.entropy;
+  s.d_margin = ds.margin;
+}
 
 // The first child of node i (smallest j > i with parents[j] == i), or -1.
 COSPEC_HD int64_t first_child(const int64_t* par, int64_t N, int64_t i) {

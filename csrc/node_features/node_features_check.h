@@ -11,9 +11,11 @@ namespace cospec {
 
 struct FeatureArgs {
   at::Tensor logits, draft_logits;             // [B, N, V] each, same dtype, rows contiguous
-  at::Tensor candidates, parents, depth, rank; // int64 [B, N] contiguous
+  at::Tensor candidates;                       // int64 [B, N] contiguous
+  at::Tensor parents, depth, rank;             // int64 [B or 1, N] contiguous
   at::Tensor n_generated;                      // int64 [B] contiguous
   int64_t B = 0, N = 0, V = 0;
+  int64_t parents_row = 0, depth_row = 0, rank_row = 0;  // row strides: N, or 0 for [1, N]
 };
 
 inline FeatureArgs check_feature_args(const at::Tensor& target_logits, const at::Tensor& candidates,
@@ -39,15 +41,18 @@ inline FeatureArgs check_feature_args(const at::Tensor& target_logits, const at:
                target_logits.scalar_type(), "), got ", draft_parent_logits.scalar_type());
   COSPEC_CHECK_DEVICE(op, draft_parent_logits, target_logits.device());
   COSPEC_CHECK(op, levels >= 0, "`levels` must be >= 0, got ", levels);
-  check_tree_shapes(op, candidates, parents, target_logits.device());
+  COSPEC_CHECK_DTYPE(op, candidates, at::kLong);
+  COSPEC_CHECK_DIM(op, candidates, 2);
+  COSPEC_CHECK_DEVICE(op, candidates, target_logits.device());
   COSPEC_CHECK(op, candidates.size(0) == a.B && candidates.size(1) == a.N,
                "`candidates` must be [B, N] = [", a.B, ", ", a.N, "] like `target_logits`, got ",
                candidates.sizes());
-  for (const at::Tensor* t : {&depth, &rank}) {
-    const char* name = t == &depth ? "depth" : "rank";
+  // parents, depth, rank: [B, N], or [1, N] for one tree shared by every row (read at row stride 0)
+  for (const at::Tensor* t : {&parents, &depth, &rank}) {
+    const char* name = t == &parents ? "parents" : t == &depth ? "depth" : "rank";
     COSPEC_CHECK(op, t->scalar_type() == at::kLong, "`", name, "` must be int64, got ", t->scalar_type());
-    COSPEC_CHECK(op, t->sizes() == candidates.sizes(), "`", name, "` must be [B, N] = [", a.B, ", ",
-                 a.N, "], got ", t->sizes());
+    COSPEC_CHECK(op, t->dim() == 2 && (t->size(0) == a.B || t->size(0) == 1) && t->size(1) == a.N, "`", name,
+                 "` must be [B, N] or [1, N] with B = ", a.B, ", N = ", a.N, ", got ", t->sizes());
     COSPEC_CHECK_DEVICE(op, (*t), target_logits.device());
   }
   COSPEC_CHECK_DTYPE(op, n_generated, at::kLong);
@@ -60,6 +65,10 @@ inline FeatureArgs check_feature_args(const at::Tensor& target_logits, const at:
   a.parents = parents.contiguous();
   a.depth = depth.contiguous();
   a.rank = rank.contiguous();
+  const auto row = [&](const at::Tensor& t) { return t.size(0) == 1 ? int64_t{0} : a.N; };
+  a.parents_row = row(a.parents);
+  a.depth_row = row(a.depth);
+  a.rank_row = row(a.rank);
   a.n_generated = n_generated.contiguous();
   return a;
 }

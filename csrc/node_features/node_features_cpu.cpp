@@ -25,28 +25,15 @@ constexpr const char* kOp = "node_features";
 template <typename T>
 NodeScratch node_scratch(const T* xp, const T* d, int64_t V, int64_t c, bool root,
                          const RowStats& ti, const RowStats& ps) {
-  NodeScratch s{};
-  s.t_top = ti.max_logit - ti.logsumexp;
-  s.t_ent = ti.entropy;
-  s.t_margin = ti.margin;
+  NodeScratch s = node_scratch_self(ti);
   if (root) return s;  // the root's parent columns are unused (its feature row is zero)
   const RowStats ds = cpu::logit_row_stats(d, V);
   const float xc = static_cast<float>(xp[c]);
   float kl = 0.f, above = 0.f;
   for (int64_t v = 0; v < V; ++v) {
-    const float xv = static_cast<float>(xp[v]);
-    above += xv > xc ? 1.f : 0.f;
-    const float lq = static_cast<float>(d[v]) - ds.logsumexp;
-    const float q = std::exp(lq);
-    if (q > 0.f) kl += q * (lq - (xv - ps.logsumexp));
+    kl_rank_add(static_cast<float>(xp[v]), static_cast<float>(d[v]), xc, ds.logsumexp, ps.logsumexp, kl, above);
   }
-  s.cand_lp = xc - ps.logsumexp;
-  s.above = above;
-  s.kl = kl;
-  s.d_lp_cand = static_cast<float>(d[c]) - ds.logsumexp;
-  s.d_top = ds.max_logit - ds.logsumexp;
-  s.d_ent = ds.entropy;
-  s.d_margin = ds.margin;
+  node_scratch_parent(s, ps, ds, xc, static_cast<float>(d[c]), kl, above);
   return s;
 }
 
@@ -60,6 +47,8 @@ Tensor node_features_cpu(const Tensor& target_logits, const Tensor& candidates_i
   Tensor out = at::empty({B, N, kNodeFeatures}, a.logits.options().dtype(at::kFloat));
   const int64_t sb = a.logits.stride(0), sn = a.logits.stride(1);
   const int64_t db = a.draft_logits.stride(0), dn = a.draft_logits.stride(1);
+  // parents / depth / rank rows: stride 0 when one tree serves every row ([1, N])
+  const int64_t sp = a.parents_row, sd = a.depth_row, sr = a.rank_row;
   const int64_t *par = a.parents.const_data_ptr<int64_t>(), *cand = a.candidates.const_data_ptr<int64_t>();
   const int64_t *dep = a.depth.const_data_ptr<int64_t>(), *rnk = a.rank.const_data_ptr<int64_t>();
   const int64_t* ngen = a.n_generated.const_data_ptr<int64_t>();
@@ -79,12 +68,12 @@ Tensor node_features_cpu(const Tensor& target_logits, const Tensor& candidates_i
           argmax[i] = rows[i].argmax;
         }
         for (int64_t i = 0; i < N; ++i) {
-          const int64_t p = i == 0 ? 0 : par[b * N + i];
+          const int64_t p = i == 0 ? 0 : par[b * sp + i];
           scratch[i] = node_scratch(xb + p * sn, dl + b * db + i * dn, V, cand[b * N + i], i == 0,
                                     rows[i], rows[p]);
         }
         for (int64_t i = 0; i < N; ++i) {
-          assemble_node(i, N, par + b * N, cand + b * N, argmax.data(), dep + b * N, rnk + b * N,
+          assemble_node(i, N, par + b * sp, cand + b * N, argmax.data(), dep + b * sd, rnk + b * sr,
                         scratch.data(), ngen[b], levels, o + (b * N + i) * kNodeFeatures);
         }
       }

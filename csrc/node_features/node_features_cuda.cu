@@ -73,18 +73,15 @@ __device__ RowStats block_row_stats(const T* __restrict__ x, int64_t V, void* sm
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     scratch_kernel(const T* __restrict__ x, int64_t sb, int64_t sn, const T* __restrict__ d, int64_t db,
-                   int64_t dn, const int64_t* __restrict__ par, const int64_t* __restrict__ cand, int64_t N,
+                   int64_t dn, const int64_t* __restrict__ par, int64_t sp, const int64_t* __restrict__ cand, int64_t N,
                    int64_t V, NodeScratch* __restrict__ scratch, int64_t* __restrict__ argmax) {
   __shared__ __align__(16) unsigned char smem[32 * sizeof(SoftmaxState)];
   const int64_t node = blockIdx.x, b = node / N, i = node % N;
   const T* xb = x + b * sb;
   const RowStats ti = block_row_stats(xb + i * sn, V, smem);
-  NodeScratch s{};
-  s.t_top = ti.max_logit - ti.logsumexp;
-  s.t_ent = ti.entropy;
-  s.t_margin = ti.margin;
+  NodeScratch s = node_scratch_self(ti);
   if (i > 0) {
-    const int64_t p = par[node], c = cand[node];
+    const int64_t p = par[b * sp + i], c = cand[node];
     if (p < 0 || p >= i || c < 0 || c >= V) {  // an invalid tree (the wrapper validates)
       s.cand_lp = s.above = s.kl = s.d_lp_cand = s.d_top = s.d_ent = s.d_margin = NAN;
     } else {
@@ -95,21 +92,11 @@ __global__ void __launch_bounds__(kThreads)
       const float xc = static_cast<float>(xp[c]);
       float kl = 0.f, above = 0.f;
       for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-        const float xv = static_cast<float>(xp[v]);
-        above += xv > xc ? 1.f : 0.f;
-        const float lq = static_cast<float>(dr[v]) - ds.logsumexp;
-        const float q = expf(lq);
-        if (q > 0.f) kl += q * (lq - (xv - ps.logsumexp));
+        kl_rank_add(static_cast<float>(xp[v]), static_cast<float>(dr[v]), xc, ds.logsumexp, ps.logsumexp, kl, above);
       }
       kl = block_allreduce(kl, Sum{}, 0.f, smem);
       above = block_allreduce(above, Sum{}, 0.f, smem);
-      s.cand_lp = xc - ps.logsumexp;
-      s.above = above;
-      s.kl = kl;
-      s.d_lp_cand = static_cast<float>(dr[c]) - ds.logsumexp;
-      s.d_top = ds.max_logit - ds.logsumexp;
-      s.d_ent = ds.entropy;
-      s.d_margin = ds.margin;
+      node_scratch_parent(s, ps, ds, xc, static_cast<float>(dr[c]), kl, above);
     }
   }
   if (threadIdx.x == 0) {
@@ -118,15 +105,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__global__ void assemble_kernel(const int64_t* __restrict__ par, const int64_t* __restrict__ cand,
-                                const int64_t* __restrict__ argmax, const int64_t* __restrict__ depth,
-                                const int64_t* __restrict__ rank, const int64_t* __restrict__ ngen,
+// par, depth, rank: rows at strides sp, sd, sr (0: one tree for every sequence).
+__global__ void assemble_kernel(const int64_t* __restrict__ par, int64_t sp, const int64_t* __restrict__ cand,
+                                const int64_t* __restrict__ argmax, const int64_t* __restrict__ depth, int64_t sd,
+                                const int64_t* __restrict__ rank, int64_t sr, const int64_t* __restrict__ ngen,
                                 const NodeScratch* __restrict__ scratch, int64_t B, int64_t N, int64_t V,
                                 int64_t levels, float* __restrict__ out) {
   const int64_t node = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (node >= B * N) return;
   const int64_t b = node / N, i = node % N;
-  const int64_t* pb = par + b * N;
+  const int64_t* pb = par + b * sp;
   bool ok = pb[0] == -1;  // the whole tree of this sequence: the walk may go anywhere in it
   for (int64_t j = 1; j < N && ok; ++j) ok = pb[j] >= 0 && pb[j] < j && cand[b * N + j] >= 0 && cand[b * N + j] < V;
   float* o = out + node * kNodeFeatures;
@@ -134,7 +122,7 @@ __global__ void assemble_kernel(const int64_t* __restrict__ par, const int64_t* 
     for (int k = 0; k < kNodeFeatures; ++k) o[k] = NAN;
     return;
   }
-  assemble_node(i, N, pb, cand + b * N, argmax + b * N, depth + b * N, rank + b * N, scratch + b * N, ngen[b],
+  assemble_node(i, N, pb, cand + b * N, argmax + b * N, depth + b * sd, rank + b * sr, scratch + b * N, ngen[b],
                 levels, o);
 }
 
@@ -156,14 +144,16 @@ Tensor node_features_cuda(const Tensor& target_logits, const Tensor& candidates_
   COSPEC_DISPATCH_FLOAT_LIKE(a.logits.scalar_type(), "node_features_cuda", [&] {
     scratch_kernel<scalar_t><<<static_cast<unsigned>(nodes), kThreads, 0, stream>>>(
         a.logits.const_data_ptr<scalar_t>(), a.logits.stride(0), a.logits.stride(1),
-        a.draft_logits.const_data_ptr<scalar_t>(), a.draft_logits.stride(0), a.draft_logits.stride(1), par, cand,
+        a.draft_logits.const_data_ptr<scalar_t>(), a.draft_logits.stride(0), a.draft_logits.stride(1), par,
+        a.parents_row, cand,
         N, V, scratch, argmax.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   constexpr int kAssembleThreads = 128;
   assemble_kernel<<<static_cast<unsigned>((nodes + kAssembleThreads - 1) / kAssembleThreads), kAssembleThreads, 0,
-                    stream>>>(par, cand, argmax.const_data_ptr<int64_t>(), a.depth.const_data_ptr<int64_t>(),
-                              a.rank.const_data_ptr<int64_t>(), a.n_generated.const_data_ptr<int64_t>(), scratch, B,
+                    stream>>>(par, a.parents_row, cand, argmax.const_data_ptr<int64_t>(),
+                              a.depth.const_data_ptr<int64_t>(), a.depth_row, a.rank.const_data_ptr<int64_t>(),
+                              a.rank_row, a.n_generated.const_data_ptr<int64_t>(), scratch, B,
                               N, V, levels, out.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

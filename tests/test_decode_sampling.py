@@ -34,16 +34,17 @@ def _chi2(tokens, p):
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-@pytest.mark.parametrize("mode,tree", [("target", "chain:1"), ("spd", "chain:2;fixed"),
-                                       ("spd", "static:-1,0,0,1;fixed"), ("spd", "tree:2,2;fixed"),
-                                       ("spd", "chain:3")])
-def test_sampled_tokens_follow_target(mode, tree):
+@pytest.mark.parametrize("mode,tree,compile", [("target", "chain:1", False), ("spd", "chain:2;fixed", False),
+                                               ("spd", "static:-1,0,0,1;fixed", False),
+                                               ("spd", "tree:2,2;fixed", False), ("spd", "chain:3", False),
+                                               ("spd", "tree:2,2;fixed", True)])
+def test_sampled_tokens_follow_target(mode, tree, compile):
     target = tiny("llama", 2, seed=31, vocab=V, init=0.5)
     draft = tiny("llama", 1, seed=32, vocab=V, init=0.5)
     prompt = [1, 5, 6, 4]
     ids = torch.tensor([prompt] * ROWS)
     out = cospec_ext.decode(target, draft, ids, mode=mode, tree=tree, max_new_tokens=3, temperature=T, seed=7,
-                            eos_token_id=[], pad_token_id=0)
+                            eos_token_id=[], pad_token_id=0, compile=compile)
     m2, m3 = _marginals(target, prompt)
     new = out.sequences[:, len(prompt):]
     assert new.shape == (ROWS, 3)

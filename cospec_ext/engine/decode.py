@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import time
+import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 
 from .. import ops
-from .adapter import as_adapter
+from .adapter import HFAdapter, as_adapter
 from .features import FEATURE_NAMES, check_arbiter, hidden_inputs_of, hidden_widths
 from .loop import SpecEngine
+from .native import NativeAdapter, unsupported_reason
 from .tree import TreeSpec, parse_tree
 
 MODES = ("target", "draft", "spd", "cospec")
@@ -34,6 +37,9 @@ class DecodeStats:
     tokens_per_s: float
     draft_accept_rate: float | None = None
     row_rounds: int = 0  # sum over verification rounds of the rows live in them
+    compiled: bool = False  # the models ran through the compiled static-shape forward
+    compile_s: float = 0.0  # seconds of this call spent compiling graphs (or loading them from the cache)
+    graphs: int = 0  # distinct static shapes the compiled forwards have met (all calls so far)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -42,6 +48,8 @@ class DecodeStats:
         s = (f"mode={self.mode} new_tokens={sum(self.new_tokens)} target_forwards={self.target_forwards} "
              f"draft_forwards={self.draft_forwards} mean_accept_len={self.mean_accept_len:.2f} "
              f"tokens/s={self.tokens_per_s:.1f} wall={self.wall_time_s:.3f}s")
+        if self.compiled:
+            s += f" compiled (compile {self.compile_s:.1f}s, {self.graphs} graphs)"
         if self.mode == "cospec":
             s += f" arbiter consulted={self.arbiter_consulted} accepted={self.arbiter_accepted}"
         return s
@@ -131,10 +139,31 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
     return input_ids, pad
 
 
+_NATIVE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> NativeAdapter
+
+
+def _native(ad):
+    """The compiled static-shape adapter of a transformers model (one per model, so its graphs
+    and shape set persist across calls), or `ad` itself with a warning when it cannot run so."""
+    if ad is None or not isinstance(ad, HFAdapter):
+        if ad is not None:
+            warnings.warn(f"compile=True: {type(ad).__name__} is not a transformers model; running it as is")
+        return ad
+    why = unsupported_reason(ad.model)
+    if why is not None:
+        warnings.warn(f"compile=True: {type(ad.model).__name__} runs uncompiled through transformers ({why})")
+        return ad
+    nat = _NATIVE.get(ad.model)
+    if nat is None or nat.dtype != ad.dtype or nat.device != ad.device:
+        nat = _NATIVE[ad.model] = NativeAdapter(ad)
+    return nat
+
+
 def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str = "spd", arbiter=None,
            threshold: float | None = None, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
            temperature: float = 0.0, eos_token_id=None, pad_token_id=None, seed: int | None = None,
-           return_trace: bool = False, rollout_ids: torch.Tensor | None = None) -> DecodeOutput:
+           return_trace: bool = False, rollout_ids: torch.Tensor | None = None,
+           compile: bool = False) -> DecodeOutput:
     """Decodes a batch of left-padded prompts.
 
     mode: "target" / "draft" plain autoregressive decoding of one model; "spd" speculative
@@ -155,6 +184,10 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     seed: seeds the sampling and sample_arbiter draws (a torch.Generator on the device).
     rollout_ids: int64 [B], optional ids keying each row's sample_arbiter draws (default the
         row index): with the same seed and id a row draws the same decisions in any batch.
+    compile: run Llama/Qwen2/Mistral models through a static-shape forward compiled with
+        torch.compile (engine/native.py; CUDA graphs on a GPU). The first call compiles
+        (stats.compile_s); later calls with the same models reuse the graphs. Other models,
+        tensor-parallel ones and custom adapters run as without it (a warning says so).
     Returns DecodeOutput(sequences int64 [B, P + T] laid out as generate() returns it,
     stats, trace when return_trace).
     """
@@ -188,8 +221,12 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         raise ValueError(f"mode={mode!r} needs a `target` model")
     if draft is None and mode != "target":
         raise ValueError(f"mode={mode!r} needs a `draft` model")
+    if not isinstance(compile, bool):
+        raise TypeError(f"`compile` must be a bool, got {type(compile).__name__}")
     tgt = as_adapter(target) if target is not None else None
     drf = as_adapter(draft) if draft is not None else None
+    if compile:
+        tgt, drf = (_native(a) for a in (tgt, drf))
     if tgt is not None and drf is not None:
         if tgt.vocab_size != drf.vocab_size:
             raise ValueError(f"draft and target vocabularies differ: target V={tgt.vocab_size}, draft V={drf.vocab_size}")
@@ -230,6 +267,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     if rollout_ids is not None and (not torch.is_tensor(rollout_ids) or rollout_ids.shape != (input_ids.shape[0],)):
         raise ValueError(f"`rollout_ids` must be an int64 tensor [B={input_ids.shape[0]}]")
     arbiter_seed = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()))
+    native = [a for a in {id(a): a for a in (tgt, drf) if isinstance(a, NativeAdapter)}.values()]
+    c0 = sum(a.compile_seconds for a in native)
     t0 = time.perf_counter()
     with torch.inference_mode():
         eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
@@ -248,7 +287,9 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         mean_accept_len=eng.committed / eng.row_rounds if eng.row_rounds else 1.0,
         arbiter_consulted=eng.consulted, arbiter_accepted=eng.arbiter_accepted, wall_time_s=wall,
         tokens_per_s=sum(n_new) / wall if wall > 0 else float("inf"),
-        draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None, row_rounds=eng.row_rounds)
+        draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None, row_rounds=eng.row_rounds,
+        compiled=bool(native), compile_s=sum(a.compile_seconds for a in native) - c0,
+        graphs=sum(len(a.graphs) for a in native))
     if mode == "draft":
         stats.target_forwards, stats.draft_forwards = 0, eng.target.forwards
     return DecodeOutput(sequences, stats, DecodeTrace(trace) if return_trace else None)

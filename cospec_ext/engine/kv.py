@@ -18,11 +18,14 @@ class KVCache:
     """K and V of every layer of one model: `data` [2, L, B, H, S, D] in the model's dtype."""
 
     def __init__(self, num_layers: int, batch: int, num_kv_heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device):
-        self.data = torch.zeros(2, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=dtype, device=device)
+                 dtype: torch.dtype, device: torch.device, rows: int | None = None):
+        # rows >= batch: rows allocated (static-shape forwards pad the batch into the spare ones)
+        rows = batch if rows is None else rows
+        self.data = torch.zeros(2, num_layers, rows, num_kv_heads, max_len, head_dim, dtype=dtype, device=device)
         self.batch = batch
         self.max_len = max_len
-        self.row_ids = torch.arange(batch, device=device)[:, None]  # [B, 1], for per-row slot writes
+        self.row_ids = torch.arange(rows, device=device)[:, None]  # [B, 1], for per-row slot writes
+        self.slot_ids = torch.arange(max_len, device=device)  # [S]
 
     def active(self) -> torch.Tensor:
         """[2, L, B_active, H, S, D] view of the rows still decoding."""
@@ -56,12 +59,19 @@ class KVView:
                  slots: torch.Tensor | None = None):
         if (uniform_start is None) == (slots is None):
             raise ValueError("KVView takes exactly one of `uniform_start` and `slots`")
+        self.cache = cache
         self.data = cache.active()  # [2, L, B, H, S, D]
         self.slots = slots  # [B, n]
         self.s_used = s_used
         self.uniform_start = uniform_start
         self.rows = cache.row_ids[: cache.batch]  # [B, 1]
         self.num_layers = self.data.shape[1]
+
+    def slot_tensor(self, n: int) -> torch.Tensor:
+        """int64 [B, n]: the destination slot of each of the forward's n input tokens."""
+        if self.slots is not None:
+            return self.slots
+        return (self.uniform_start + self.cache.slot_ids[:n]).expand(self.rows.shape[0], n)
 
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]."""

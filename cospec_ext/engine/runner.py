@@ -19,8 +19,13 @@ class ModelRunner:
     def __init__(self, adapter: ModelAdapter, batch: int, max_len: int, max_query: int, pad: torch.Tensor,
                  time_forwards: bool = False):
         self.adapter = adapter
+        rows = None
+        if getattr(adapter, "static_shapes", False):
+            # static-shape forwards (engine/native.py): rows a power of two and S a multiple of
+            # 128, so calls with other batch sizes and prompt lengths meet the same graphs
+            rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128
         self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
-                             adapter.dtype, adapter.device)
+                             adapter.dtype, adapter.device, rows=rows)
         self.masks = MaskBuilder(batch, max_query, max_len, adapter.device)
         self.pad = pad
         self.node_ids = torch.arange(max(max_query, 1), device=adapter.device)  # [n]
@@ -34,13 +39,15 @@ class ModelRunner:
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
         t0 = time.perf_counter()
+        c0 = getattr(self.adapter, "compile_seconds", 0.0)
         if self.want_hidden:
             out, self.last_hidden = self.adapter.forward(*args, return_hidden=True, **kw)
         else:
             out = self.adapter.forward(*args, **kw)
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
-        self.seconds += time.perf_counter() - t0
+        # a forward that compiled a graph is timed without its compile time
+        self.seconds += time.perf_counter() - t0 - (getattr(self.adapter, "compile_seconds", 0.0) - c0)
         self.forwards += 1
         return out
 
@@ -49,7 +56,8 @@ class ModelRunner:
         P = input_ids.shape[1]
         positions = (torch.arange(P, device=input_ids.device)[None, :] - self.pad[:, None]).clamp(min=0)
         kv = KVView(self.cache, P, uniform_start=0)
-        logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1)
+        kw = {"eager": True} if getattr(self.adapter, "static_shapes", False) else {}  # one call: not compiled
+        logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1, **kw)
         return logits[:, -1]
 
     def forward_nodes(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor, node_lo: int,

@@ -1,0 +1,151 @@
+"""decode(compile=True): the static-shape native forward (engine/native.py) under
+torch.compile gives the eager path's tokens (greedy: generate()'s), compiles a bounded
+set of graphs with no graph break, reuses them across calls, and a fresh process loads
+them from inductor's on-disk cache."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import transformers
+
+import cospec_ext
+from cospec_ext.engine import ConstantArbiter
+from cospec_ext.engine.native import NativeAdapter, batch_bucket, query_bucket, unsupported_reason
+from cospec_ext.engine.adapter import HFAdapter
+from cospec_ext.engine.kv import KVCache, KVView
+from _models import EOS, PAD, first_layers, generate_greedy, prompts, tiny
+
+MAX_NEW = 20
+
+
+def _mistral():
+    cfg = transformers.MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=256,
+                                     initializer_range=0.3, sliding_window=None, eos_token_id=EOS, pad_token_id=PAD)
+    torch.manual_seed(5)
+    return transformers.MistralForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_native_forward_equals_transformers(arch):
+    """The uncompiled core's logits over a left-padded prompt equal the transformers model's."""
+    model = _mistral() if arch == "mistral" else tiny(arch, layers=2, seed=3)
+    assert unsupported_reason(model) is None
+    ids, mask = prompts(3, 4)
+    B, P = ids.shape
+    with torch.no_grad():
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        ref = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits  # [B, P, V]
+        nat = NativeAdapter(HFAdapter(model), compile=False)
+        cache = KVCache(nat.num_layers, B, nat.num_kv_heads, P + 4, nat.head_dim, nat.dtype, nat.device, rows=4)
+        s = torch.arange(P)
+        m = (s[None, :] <= s[:, None])[None] & mask.bool()[:, None, :]
+        m |= torch.eye(P, dtype=torch.bool)[None]
+        got = nat.forward(ids, pos, m[:, None], KVView(cache, P, uniform_start=0))  # [B, P, V]
+    real = mask.bool()
+    err = (got[real] - ref[real]).abs().max().item()
+    assert err < 1e-4, f"{arch}: native vs transformers logits differ by {err:.2e}"
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_compiled_decode_equals_eager(arch):
+    """target and spd equal generate() token for token; cospec (an always-accepting arbiter)
+    equals its eager run; rows finish at different times, prompts are left-padded."""
+    target = tiny(arch, layers=3, seed=1)
+    draft = first_layers(target, 1)
+    ids, mask = prompts(3, 2)
+    ref = generate_greedy(target, ids, mask, MAX_NEW)
+    kw = dict(max_new_tokens=MAX_NEW, eos_token_id=EOS, pad_token_id=PAD)
+    for mode, tree in (("target", "chain:1"), ("spd", "chain:4"), ("spd", "tree:2,2;fixed")):
+        out = cospec_ext.decode(target, draft, ids, mask, mode=mode, tree=tree, compile=True, **kw)
+        assert out.stats.compiled
+        diff = (out.sequences != ref).nonzero()
+        assert out.sequences.shape == ref.shape and diff.numel() == 0, f"{mode} {tree}: first mismatch {diff[:1]}"
+    eager = cospec_ext.decode(target, draft, ids, mask, mode="cospec", arbiter=ConstantArbiter(1.0),
+                              tree="chain:3;fixed", **kw)
+    comp = cospec_ext.decode(target, draft, ids, mask, mode="cospec", arbiter=ConstantArbiter(1.0),
+                             tree="chain:3;fixed", compile=True, **kw)
+    assert comp.stats.arbiter_accepted > 0
+    assert torch.equal(eager.sequences, comp.sequences)
+    assert (eager.stats.arbiter_consulted, eager.stats.arbiter_accepted) == \
+        (comp.stats.arbiter_consulted, comp.stats.arbiter_accepted)
+
+
+def test_graphs_are_bounded_and_reused():
+    """One graph per (batch bucket, query bucket) a model meets, none breaks; another call with
+    another batch size in the same bucket and another prompt length compiles nothing."""
+    from torch._dynamo.utils import counters
+
+    target = tiny("llama", layers=2, seed=11)
+    draft = first_layers(target, 1)
+    kw = dict(mode="spd", tree="chain:3;fixed", max_new_tokens=MAX_NEW, eos_token_id=EOS, pad_token_id=PAD,
+              compile=True)
+    ids, mask = prompts(4, 6)
+    first = cospec_ext.decode(target, draft, ids, mask, **kw)
+    # target: 4 nodes (bucket 4); draft: catch-up of 1-2 tokens (1, 2) and one node per level (1);
+    # batch buckets 4, 2, 1 as rows finish
+    bound = 3 * (1 + 2)
+    assert 1 <= first.stats.graphs <= bound, f"{first.stats.graphs} graphs, bound {bound}"
+    assert not counters["graph_break"], f"graph breaks: {dict(counters['graph_break'])}"
+    unique = counters["stats"]["unique_graphs"]
+    ids2, mask2 = prompts(3, 7, max_len=12)  # 3 rows -> bucket 4; longer prompts, same cache bucket
+    second = cospec_ext.decode(target, draft, ids2, mask2, **kw)
+    assert torch.equal(second.sequences, generate_greedy(target, ids2, mask2, MAX_NEW))
+    assert counters["stats"]["unique_graphs"] - unique <= 2 * 3 - 3, "the second call recompiled"
+    assert second.stats.graphs <= bound
+
+
+def test_batch_and_query_buckets():
+    assert [query_bucket(n) for n in (1, 2, 3, 5, 8, 9, 17)] == [1, 2, 4, 8, 8, 16, 24]
+    assert [batch_bucket(b, 8) for b in (1, 3, 5, 8)] == [1, 4, 8, 8]
+    assert batch_bucket(5, 6) == 6
+
+
+def test_unsupported_model_falls_back_with_a_warning():
+    target = tiny("llama", layers=2, seed=12)
+    target.config.hidden_act = "relu2"  # not in the native forward's activations
+    assert "activation" in unsupported_reason(target)
+    target.config.hidden_act = "silu"
+    target.config.model_type = "gpt_neox"
+    ids, mask = prompts(2, 3)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = cospec_ext.decode(target, None, ids, mask, mode="target", max_new_tokens=8, eos_token_id=EOS,
+                                pad_token_id=PAD, compile=True)
+    assert any("runs uncompiled" in str(x.message) for x in w)
+    assert not out.stats.compiled
+    with pytest.raises(TypeError, match="compile"):
+        cospec_ext.decode(target, None, ids, mask, mode="target", compile="yes")
+
+
+_CHILD = r"""
+import json, sys, torch
+sys.path.insert(0, {tests!r})
+import cospec_ext
+from torch._dynamo.utils import counters
+from _models import tiny, prompts, EOS, PAD
+t = tiny("qwen2", layers=2, seed=13)
+ids, mask = prompts(2, 1)
+out = cospec_ext.decode(t, None, ids, mask, mode="target", max_new_tokens=6, eos_token_id=EOS, pad_token_id=PAD,
+                        compile=True)
+print(json.dumps({{"hit": counters["inductor"]["fxgraph_cache_hit"], "miss": counters["inductor"]["fxgraph_cache_miss"],
+                  "tokens": out.sequences.tolist()}}))
+"""
+
+
+def test_fresh_process_reuses_inductor_cache(tmp_path):
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "TORCHINDUCTOR_FX_GRAPH_CACHE": "1"}
+    code = _CHILD.format(tests=os.path.dirname(__file__))
+    runs = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    assert runs[0]["miss"] >= 1 and runs[0]["hit"] == 0, runs[0]
+    assert runs[1]["hit"] >= 1 and runs[1]["miss"] == 0, f"second process did not load the cached graph: {runs[1]}"
+    assert runs[0]["tokens"] == runs[1]["tokens"]

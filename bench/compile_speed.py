@@ -1,0 +1,123 @@
+"""Compiled vs eager decoding on the shipped demo pair (or SmolLM2 with --smollm2), beside
+transformers' generate(), at batch 1 and 8.
+
+    python bench/compile_speed.py [--n 32] [--repeats 5] [--batches 1,8] [--threads 2]
+
+Held-out arithmetic prompts (validation split, seed 5), greedy, max_new_tokens 64. Every
+method first runs once over every batch (compiling its graphs: not timed); then `repeats`
+timed passes, each decoding every batch with every method in turn, the order rotating from
+batch to batch. Per method and pass: tokens/s over the whole set; reported: the median over
+passes, and the median over passes of the ratio to generate() in the same pass. Every greedy
+method's tokens are checked equal to generate()'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from cospec_ext import decode
+from cospec_ext.engine.native import unsupported_reason
+
+METHODS = {  # name -> decode kwargs (None: generate())
+    "generate": None,
+    "target": dict(mode="target"),
+    "target+compile": dict(mode="target", compile=True),
+    "spd": dict(mode="spd"),
+    "spd+compile": dict(mode="spd", compile=True),
+}
+
+
+def _gen(model, ids, mask, max_new, eos, pad):
+    with torch.inference_mode():
+        return model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new,
+                              eos_token_id=eos, pad_token_id=pad)
+
+
+def run(target, draft, batches_of, methods, tree, max_new, eos, pad, repeats, ref_check=True) -> dict:
+    """batches_of: list of (ids, mask). Returns {method: {"tps": [per pass], "ratio": [per pass],
+    "compile_s": float, "graphs": int}}."""
+    def call(name, ids, mask):
+        kw = methods[name]
+        if kw is None:
+            return _gen(target, ids, mask, max_new, eos, pad), None
+        out = decode(target, draft, ids, mask, tree=tree, max_new_tokens=max_new, eos_token_id=eos,
+                     pad_token_id=pad, **kw)
+        return out.sequences, out.stats
+
+    res = {m: {"tps": [], "ratio": [], "compile_s": 0.0, "graphs": 0, "accept": []} for m in methods}
+    refs = []
+    for ids, mask in batches_of:  # warm-up: compiles every graph the timed passes meet
+        ref, _ = call("generate", ids, mask)
+        refs.append(ref)
+        for m in methods:
+            seq, st = call(m, ids, mask)
+            if st is not None:
+                res[m]["compile_s"] += st.compile_s
+                res[m]["graphs"] = st.graphs
+            if ref_check and not torch.equal(seq, ref):
+                bad = (seq != ref).nonzero()[:1].tolist() if seq.shape == ref.shape else "shape"
+                raise AssertionError(f"{m}: output differs from generate() at {bad}")
+    names = list(methods)
+    for r in range(repeats):
+        wall, toks = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0)
+        for i, (ids, mask) in enumerate(batches_of):
+            k = (r * len(batches_of) + i) % len(names)
+            for m in names[k:] + names[:k]:
+                t0 = time.perf_counter()
+                seq, st = call(m, ids, mask)
+                wall[m] += time.perf_counter() - t0
+                toks[m] += int((seq[:, ids.shape[1]:] != pad).sum()) if st is None else sum(st.new_tokens)
+                if st is not None and st.mean_accept_len:
+                    res[m]["accept"].append(st.mean_accept_len)
+        for m in names:
+            res[m]["tps"].append(toks[m] / wall[m])
+        for m in names:
+            res[m]["ratio"].append(res[m]["tps"][-1] / res["generate"]["tps"][-1])
+    return res
+
+
+def table(res: dict, batch: int) -> str:
+    lines = [f"batch {batch}:", f"  {'method':<16} {'tok/s (median)':>15} {'x generate (median, range)':>28} "
+             f"{'accept len':>10} {'compile s':>9} {'graphs':>6}"]
+    for m, r in res.items():
+        rr = r["ratio"]
+        acc = f"{statistics.median(r['accept']):.2f}" if r["accept"] else "-"
+        lines.append(f"  {m:<16} {statistics.median(r['tps']):>15.0f} {statistics.median(rr):>10.2f}x "
+                     f"({min(rr):.2f}-{max(rr):.2f}){'':>6} {acc:>10} {r['compile_s']:>9.1f} {r['graphs']:>6}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=32, help="held-out problems")
+    ap.add_argument("--repeats", type=int, default=5, help="timed passes (>= 3)")
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tree", default="chain:4")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from transformers import AutoModelForCausalLM
+
+    from cospec_ext.task.arith import generate
+    from cospec_ext.task.tasks import DEFAULT_DRAFT, DEFAULT_TARGET, ArithTask
+
+    target = AutoModelForCausalLM.from_pretrained(DEFAULT_TARGET).eval()
+    draft = AutoModelForCausalLM.from_pretrained(DEFAULT_DRAFT).eval()
+    assert unsupported_reason(target) is None and unsupported_reason(draft) is None
+    task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
+    print(f"demo pair, {args.n} held-out problems, tree {args.tree}, {args.repeats} interleaved passes, "
+          f"{args.threads} threads")
+    for bs in (int(b) for b in args.batches.split(",")):
+        chunks = [task.encode([p["question"] for p in probs[i:i + bs]]) for i in range(0, len(probs), bs)]
+        res = run(target, draft, chunks, METHODS, args.tree, args.max_new_tokens, task.eos_id, task.pad_id,
+                  args.repeats)
+        print(table(res, bs), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 # One-command entry points; each works on a fresh clone with no manual step.
 #   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest, and
 #                ctest again with the CPU kernels under ASan + UBSan (make sanitize)
-#   make bench   microbenchmarks (pytest-benchmark) and a summary table
+#   make bench   microbenchmarks (pytest-benchmark) and a summary table; compiled vs eager decoding
+#                on the demo pair and on SmolLM2-135M-Instruct (installs requirements-bench.txt)
 #   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
 #   make arbiter retrain the shipped arbiter from scratch (`cospec train --stage all`: labels, imitation,
 #                RL, validation; ~12 min on 2 cores)
@@ -54,13 +55,21 @@ sanitize: build
 
 test: pytest ctest sanitize
 
-bench: build
+BENCH_STAMP := $(VENV)/.bench-deps
+
+$(BENCH_STAMP): requirements-bench.txt $(DEPS_STAMP)
+	$(VPY) -m pip install --no-deps -r requirements-bench.txt
+	touch $@
+
+bench: build $(BENCH_STAMP)
 	mkdir -p bench/out
 	$(VPY) -m pytest bench -q --benchmark-quiet --benchmark-json=bench/out/bench.json
 	$(VPY) bench/summary.py bench/out/bench.json
 	$(VPY) bench/summary.py --markdown -o bench/out/RESULTS.md bench/out/bench.json
 	$(VPY) bench/decode_summary.py bench/out/bench.json
 	$(VPY) bench/decode_summary.py --markdown -o bench/out/RESULTS_decode.md bench/out/bench.json
+	$(VPY) bench/compile_speed.py --repeats 5 | tee bench/out/compile_speed.txt
+	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png

@@ -22,7 +22,7 @@ import torch
 from cospec_ext import decode
 from cospec_ext.engine.native import unsupported_reason
 
-METHODS = {  # name -> decode kwargs (None: generate())
+METHODS = {  # name -> decode kwargs ("draft" overrides the draft; None: generate(); a callable: (ids, mask) -> sequences)
     "generate": None,
     "target": dict(mode="target"),
     "target+compile": dict(mode="target", compile=True),
@@ -37,6 +37,18 @@ def _gen(model, ids, mask, max_new, eos, pad):
                               eos_token_id=eos, pad_token_id=pad)
 
 
+def _new_tokens(seq, P, eos, pad) -> int:
+    """Generated tokens of generate()-style sequences: up to and including each row's first EOS
+    (all of them without EOS)."""
+    new = seq[:, P:]
+    if eos is None:
+        return new.numel()
+    eos_ids = torch.tensor([eos] if isinstance(eos, int) else list(eos))
+    hit = torch.isin(new, eos_ids)
+    first = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full((new.shape[0],), new.shape[1]))
+    return int(first.sum())
+
+
 def run(target, draft, batches_of, methods, tree, max_new, eos, pad, repeats, ref_check=True) -> dict:
     """batches_of: list of (ids, mask). Returns {method: {"tps": [per pass], "ratio": [per pass],
     "compile_s": float, "graphs": int}}."""
@@ -44,8 +56,12 @@ def run(target, draft, batches_of, methods, tree, max_new, eos, pad, repeats, re
         kw = methods[name]
         if kw is None:
             return _gen(target, ids, mask, max_new, eos, pad), None
-        out = decode(target, draft, ids, mask, tree=tree, max_new_tokens=max_new, eos_token_id=eos,
-                     pad_token_id=pad, **kw)
+        if callable(kw):  # another baseline: (ids, mask) -> sequences
+            return kw(ids, mask), None
+        kw = dict(kw)
+        d = kw.pop("draft", draft)
+        kw.setdefault("tree", tree)
+        out = decode(target, d, ids, mask, max_new_tokens=max_new, eos_token_id=eos, pad_token_id=pad, **kw)
         return out.sequences, out.stats
 
     res = {m: {"tps": [], "ratio": [], "compile_s": 0.0, "graphs": 0, "accept": []} for m in methods}
@@ -70,7 +86,7 @@ def run(target, draft, batches_of, methods, tree, max_new, eos, pad, repeats, re
                 t0 = time.perf_counter()
                 seq, st = call(m, ids, mask)
                 wall[m] += time.perf_counter() - t0
-                toks[m] += int((seq[:, ids.shape[1]:] != pad).sum()) if st is None else sum(st.new_tokens)
+                toks[m] += _new_tokens(seq, ids.shape[1], eos, pad) if st is None else sum(st.new_tokens)
                 if st is not None and st.mean_accept_len:
                     res[m]["accept"].append(st.mean_accept_len)
         for m in names:

@@ -6,7 +6,8 @@ target.generate() token for token on the device in float32 (batched, chain and t
 bfloat16 it only reports where spd first leaves the target-only path, since near-tied
 logits may round differently in a tree forward and a one-token forward), then times
 tokens/s of generate, decode(mode="target"), spd (chain, tree) and cospec (a logistic
-stand-in arbiter), medians of a few runs, and prints a table.
+stand-in arbiter), eager and compiled (compile=True: CUDA graphs), medians of a few runs,
+beside the bound of weight bytes over the measured copy bandwidth, and prints a table.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ def main() -> int:
         print(f"{'PASS' if same else 'FAIL'} decode spd {tree} == generate (B=4, float32) "
               f"mean_accept_len={out.stats.mean_accept_len:.2f}")
         fails += not same
+    # the compiled static-shape path (CUDA graphs on a GPU) gives the same tokens
+    out = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree="chain:4", max_new_tokens=48, pad_token_id=0,
+                            compile=True)
+    same = out.sequences.shape == ref.shape and bool((out.sequences == ref).all())
+    print(f"{'PASS' if same else 'FAIL'} decode spd chain:4 compile=True == generate (B=4, float32) "
+          f"compile {out.stats.compile_s:.1f}s, {out.stats.graphs} graphs")
+    fails += not same
     del target, draft
     # In bfloat16 a tree forward and a one-token forward round differently, and random-init
     # logits are nearly tied, so an argmax may flip: report (not fail) where each row of spd
@@ -93,8 +101,16 @@ def main() -> int:
             first = [int(d.argmax()) - ids.shape[1] if bool(d.any()) else None for d in diff]
             print(f"INFO decode spd {tree} vs decode target ({args.dtype}): first divergence per row "
                   f"(new-token index, None = identical): {first}")
+    # the memory-bandwidth bound of one-token decoding: every forward reads every weight once
+    wbytes = sum(q.numel() * q.element_size() for q in target.parameters())
+    big = torch.empty(1 << 28, dtype=torch.uint8, device=dev)
+    t_copy, _ = timed(lambda: big.clone(), 5)
+    bw = 2 * big.numel() / t_copy  # bytes read + written per second
+    del big
+    print(f"\nweights {wbytes / 1e6:.0f} MB, copy bandwidth {bw / 1e9:.0f} GB/s: one-token decode bound "
+          f"{bw / wbytes:.0f} forwards/s (tok/s at batch B: B x that)")
     # timing, B = 1 and B = 8, no EOS (every method makes args.new tokens)
-    print(f"\n{'B':>2} {'method':<22} {'tok/s':>9} {'x target':>9} {'accept':>7}")
+    print(f"\n{'B':>2} {'method':<28} {'tok/s':>9} {'x target':>9} {'accept':>7} {'of bound':>8}")
     for B in (1, 8):
         p = torch.randint(4, args.vocab, (B, 64), generator=g).to(dev)
         am = torch.ones_like(p)
@@ -108,6 +124,11 @@ def main() -> int:
             "decode spd tree:4,3,8": lambda: cospec_ext.decode(target, draft, p, am, mode="spd", tree="tree:4,3,8", **kw),
             "decode cospec chain:4": lambda: cospec_ext.decode(target, draft, p, am, mode="cospec", arbiter=arb,
                                                                tree="chain:4", **kw),
+            "decode target compile": lambda: cospec_ext.decode(target, draft, p, am, mode="target", compile=True, **kw),
+            "decode spd chain:4 compile": lambda: cospec_ext.decode(target, draft, p, am, mode="spd", tree="chain:4",
+                                                                    compile=True, **kw),
+            "decode cospec chain:4 compile": lambda: cospec_ext.decode(target, draft, p, am, mode="cospec", arbiter=arb,
+                                                                       tree="chain:4", compile=True, **kw),
         }
         base = None
         for name, fn in runs.items():
@@ -117,7 +138,8 @@ def main() -> int:
             base = tps if name == "decode target" else base
             acc = getattr(getattr(out, "stats", None), "mean_accept_len", None)
             rel = f"{tps / base:.2f}x" if base else "-"
-            print(f"{B:>2} {name:<22} {tps:>9.1f} {rel:>9} {'' if acc is None else f'{acc:.2f}':>7}")
+            print(f"{B:>2} {name:<28} {tps:>9.1f} {rel:>9} {'' if acc is None else f'{acc:.2f}':>7} "
+                  f"{tps / (B * bw / wbytes):>8.2f}")
     # tensor parallelism: the target sharded over the GPUs (bench/tp_decode.py under torchrun)
     n_gpu = torch.cuda.device_count() if dev.type == "cuda" else 0
     if n_gpu >= 2:

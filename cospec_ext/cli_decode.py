@@ -31,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
                    help="load the models in this dtype (default: as saved)")
     p.add_argument("--no-chat-template", action="store_true", help="tokenize the prompt as plain text")
+    p.add_argument("--compile", action="store_true",
+                   help="run Llama/Qwen2/Mistral models through the static-shape forward compiled with torch.compile "
+                        "(the first call compiles; the summary gives the compile time)")
 
 
 def encode_prompt(tokenizer, prompt: str, use_template: bool = True):
@@ -99,7 +102,8 @@ def run(args) -> int:
         args.max_new_tokens = max(1, min(128, limit - ids.shape[1] - depth))
     try:
         out = decode(target, draft, ids, mode=args.mode, arbiter=arbiter, threshold=args.threshold, tree=args.tree,
-                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+                     max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                     compile=args.compile)
     except (ValueError, TypeError) as e:  # decode validates every argument with a message naming it
         return _error(str(e))
     print(tok.decode(out.sequences[0, ids.shape[1]:], skip_special_tokens=True))

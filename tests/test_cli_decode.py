@@ -48,6 +48,16 @@ def test_cli_decode_same_text_for_target_and_spd(model_dirs, capsys):
     assert texts[0] == texts[1]
 
 
+def test_cli_decode_compile_same_text(model_dirs, capsys):
+    texts = []
+    for extra in ([], ["--compile"]):
+        assert main(["decode", "--target", str(model_dirs / "target"), "--draft", str(model_dirs / "draft"),
+                     "--mode", "spd", "--tree", "chain:2;fixed", "--prompt", "abc", "--max-new-tokens", "8", *extra]) == 0
+        texts.append(capsys.readouterr().out.splitlines())
+    assert texts[0][0] == texts[1][0]
+    assert "compiled (compile" in texts[1][1] and "compiled" not in texts[0][1]
+
+
 def _one_line_error(capsys, argv, *must):
     rc = main(argv)
     err = capsys.readouterr().err

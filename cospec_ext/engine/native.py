@@ -186,7 +186,7 @@ class CompiledCore:
         # kernels of a small model: 0.41 vs 0.28 ms per forward of the demo target, measured)
         cuda = device.type == "cuda"
         self.mode = "reduce-overhead" if cuda else None
-        self.options = None if cuda else {"cpp_wrapper": True}
+        self.options = None if cuda else {"cpp_wrapper": True, "cpp.threads": 1}
         self.fns: dict = {}
 
     def get(self, key: tuple):

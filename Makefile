@@ -69,6 +69,8 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/decode_summary.py bench/out/bench.json
 	$(VPY) bench/decode_summary.py --markdown -o bench/out/RESULTS_decode.md bench/out/bench.json
 	$(VPY) bench/compile_speed.py --repeats 5 | tee bench/out/compile_speed.txt
+	$(VPY) bench/pair_compile.py --repeats 5 | tee bench/out/pair_compile.txt
+	$(VPY) bench/engine_overhead.py | tee bench/out/engine_overhead.txt
 	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 
 demo: build

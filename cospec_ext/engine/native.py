@@ -208,7 +208,7 @@ def compiled_core(model, device: torch.device) -> CompiledCore:
 class NativeAdapter:
     """`ModelAdapter` running a Llama-family transformers model through `_Core`.
 
-    compile: run the compiled core (else the same code eagerly, for tests and prefill).
+    compile: run the compiled core (else the same code eagerly, for tests).
     `compile_seconds` accumulates the time of each forward that met a new shape (dynamo
     tracing + inductor, or a cache load); `graphs` is the set of shapes met.
     """
@@ -229,8 +229,8 @@ class NativeAdapter:
         self.guarded: set = set()  # shapes whose calls keep checking dynamo's guards
 
     def forward(self, input_ids, position_ids, attention_mask, kv, logits_to_keep: int = 0,
-                return_hidden: bool = False, eager: bool = False):
-        """As `ModelAdapter.forward`; `eager` runs this forward uncompiled (the prefill)."""
+                return_hidden: bool = False):
+        """As `ModelAdapter.forward` (the prefill too: its query count is padded like any other)."""
         B, n = input_ids.shape
         cache = kv.cache.data  # [2, L, B0, H, S, D]
         B0, S = cache.shape[2], cache.shape[4]
@@ -249,7 +249,7 @@ class NativeAdapter:
             tok[:B, :n], pos[:B, :n] = input_ids, position_ids
             slots[:B, :n] = kv.slot_tensor(n)
             mask[:B, :, :n, :s_used] = attention_mask
-        if eager or not self.compile:
+        if not self.compile:
             logits, hid = self.core(tok, pos, mask, slots, cache)
         else:
             key = (Bb, nb, tuple(cache.shape), cache.dtype, dev)

@@ -56,8 +56,7 @@ class ModelRunner:
         P = input_ids.shape[1]
         positions = (torch.arange(P, device=input_ids.device)[None, :] - self.pad[:, None]).clamp(min=0)
         kv = KVView(self.cache, P, uniform_start=0)
-        kw = {"eager": True} if getattr(self.adapter, "static_shapes", False) else {}  # one call: not compiled
-        logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1, **kw)
+        logits = self._run(input_ids, positions, prefill_mask(self.pad, P), kv, logits_to_keep=1)
         return logits[:, -1]
 
     def forward_nodes(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor, node_lo: int,

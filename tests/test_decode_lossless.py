@@ -85,3 +85,36 @@ def test_eager_attention_and_max_new_tokens_one():
     ids, mask = prompts(3, 13)
     _check(target, first_layers(target, 1), ids, mask, "tree:3,2", max_new=17)
     _check(target, first_layers(target, 1), ids, mask, "chain:4", max_new=1)
+
+
+def test_catch_up_over_several_ragged_chunks():
+    """The draft catches up on 45, 1 and 33 tokens in chunks of 32: a row done in the first
+    chunk keeps its root logits in the second (it once indexed position -1), and every row's
+    logits equal a full forward of its sequence."""
+    from cospec_ext.engine.adapter import as_adapter
+    from cospec_ext.engine.draft import Drafter
+    from cospec_ext.engine.runner import ModelRunner
+    from cospec_ext.engine.tree import parse_tree
+
+    model = tiny("llama", layers=2, seed=9)
+    ids, mask = prompts(3, 4, min_len=4, max_len=6)
+    B, P = ids.shape
+    pad = (mask == 0).sum(1)
+    lags = torch.tensor([45, 1, 33])
+    spec = parse_tree("chain:4")
+    S = P + int(lags.max()) + spec.max_expanded + 2  # as tight as the engine sizes it
+    g = torch.Generator().manual_seed(3)
+    seq = torch.zeros(B, S, dtype=torch.int64)
+    seq[:, :P] = ids
+    seq[:, P:P + int(lags.max())] = torch.randint(4, 64, (B, int(lags.max())), generator=g)
+    total = P + lags
+    with torch.inference_mode():
+        runner = ModelRunner(as_adapter(model), B, S, max(P, spec.max_expanded, 32), pad)
+        runner.prefill(ids)
+        dlen = torch.full((B,), P)
+        got = Drafter(runner, spec).catch_up(seq, dlen, dlen.clone(), total, total.clone())  # [B, V]
+        for b in range(B):
+            row = seq[b, int(pad[b]):int(total[b])][None]
+            want = model(input_ids=row).logits[0, -1]
+            err = (got[b] - want).abs().max().item()
+            assert err < 1e-4, f"row {b} (lag {int(lags[b])}): root logits differ by {err:.2e}"

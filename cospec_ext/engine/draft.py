@@ -59,19 +59,26 @@ class Drafter:
                  total_host: torch.Tensor) -> torch.Tensor:
         """Feeds seq[b, dlen[b]:total[b]] to the draft (ragged; at least the root; in chunks of at
         most the mask buffer's width) and returns the draft's logits after the root, [B, V].
-        Afterwards the draft cache holds total[b] tokens."""
+        Afterwards the draft cache holds total[b] tokens.
+
+        A chunk of P positions writes slots dlen[b] + j for every row, also past a row's last
+        token (padding, on scratch slots above it), so P also stays within the cache's last
+        slot but one (the spare slot no mask opens); a row caught up in an earlier chunk keeps
+        the root logits it got there."""
         B = seq.shape[0]
         width = self.runner.node_ids.shape[0]
+        room = self.runner.cache.max_len - 1  # slots [0, room) may be written
         root_logits = root_hidden = None
         while True:
-            P = min(int((total_host - dlen_host).max()), width)
+            P = min(int((total_host - dlen_host).max()), width, room - int(dlen_host.max()))
             ar = self.runner.node_ids[:P]
             idx = torch.minimum(dlen[:, None] + ar, total[:, None] - 1)  # [B, P], padded with the root
             anc = self.chain[None, :P, :P]  # a chain
             logits = self.runner.forward_nodes(seq.gather(1, idx), dlen, dlen_host, 0, anc, ar[None, :])  # [B, P, V]
-            last = (total - 1 - dlen).clamp(max=P - 1)  # [B]
+            need = total - dlen  # [B] tokens still to feed (0: caught up in an earlier chunk)
+            last = (need - 1).clamp(min=0, max=P - 1)  # [B]
             here = logits.gather(1, last[:, None, None].expand(B, 1, logits.shape[-1]))[:, 0]  # [B, V]
-            done = (total - dlen) <= P  # rows whose root was in this chunk
+            done = (need >= 1) & (need <= P)  # rows whose root was in this chunk
             root_logits = here if root_logits is None else torch.where(done[:, None], here, root_logits)
             if self.runner.want_hidden:
                 h = self.runner.last_hidden

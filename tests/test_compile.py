@@ -104,6 +104,11 @@ def test_graphs_are_bounded_and_reused():
     assert torch.equal(second.sequences, generate_greedy(target, ids2, mask2, MAX_NEW))
     assert second.stats.graphs <= bound, f"{second.stats.graphs} graphs after two calls, bound {bound}"
     assert not counters["graph_break"]
+    # on the CPU every graph is called directly after its first call (no dynamo frame handling)
+    from cospec_ext.engine.native import _CORES
+    for model in (target, draft):
+        caps = [cap for _, cap in _CORES[model].fns.values()]
+        assert caps and all(c is not None and c.user_idx is not None for c in caps)
 
 
 def test_batch_and_query_buckets():

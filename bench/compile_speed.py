@@ -31,6 +31,15 @@ METHODS = {  # name -> decode kwargs ("draft" overrides the draft; None: generat
 }
 
 
+def demo_pair():
+    """(target, draft): the shipped demo models, float32, eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    from cospec_ext.task.tasks import DEFAULT_DRAFT, DEFAULT_TARGET
+
+    return tuple(AutoModelForCausalLM.from_pretrained(d).eval() for d in (DEFAULT_TARGET, DEFAULT_DRAFT))
+
+
 def _gen(model, ids, mask, max_new, eos, pad):
     with torch.inference_mode():
         return model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new,
@@ -122,13 +131,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from transformers import AutoModelForCausalLM
-
     from cospec_ext.task.arith import generate
-    from cospec_ext.task.tasks import DEFAULT_DRAFT, DEFAULT_TARGET, ArithTask
+    from cospec_ext.task.tasks import ArithTask
 
-    target = AutoModelForCausalLM.from_pretrained(DEFAULT_TARGET).eval()
-    draft = AutoModelForCausalLM.from_pretrained(DEFAULT_DRAFT).eval()
+    target, draft = demo_pair()
     assert unsupported_reason(target) is None and unsupported_reason(draft) is None
     task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
     print(f"demo pair, {args.n} held-out problems, tree {args.tree}, {args.repeats} interleaved passes, "

@@ -21,6 +21,7 @@ from cospec_ext.engine.adapter import as_adapter
 from cospec_ext.engine.decode import _native
 from cospec_ext.engine.loop import SpecEngine
 from cospec_ext.engine.tree import parse_tree
+from compile_speed import demo_pair
 
 
 def one(tgt, drf, ids, mask, tree, max_new, eos, pad_id):
@@ -42,13 +43,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from transformers import AutoModelForCausalLM
-
     from cospec_ext.task.arith import generate
-    from cospec_ext.task.tasks import DEFAULT_DRAFT, DEFAULT_TARGET, ArithTask
+    from cospec_ext.task.tasks import ArithTask
 
-    target = AutoModelForCausalLM.from_pretrained(DEFAULT_TARGET).eval()
-    draft = AutoModelForCausalLM.from_pretrained(DEFAULT_DRAFT).eval()
+    target, draft = demo_pair()
     task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
     chunks = [task.encode([p["question"]]) for p in probs]
     pairs = {"eager": (as_adapter(target), as_adapter(draft)),

@@ -8,11 +8,10 @@ decode(mode="target") and of decode(mode="spd") with a few trees, measured in th
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM
-
 from cospec_ext.task.arith import generate
 from cospec_ext.task.evaluate import run_method
-from cospec_ext.task.tasks import DEFAULT_DRAFT, DEFAULT_TARGET, ArithTask
+from cospec_ext.task.tasks import ArithTask
+from compile_speed import demo_pair
 
 
 def main() -> None:
@@ -21,8 +20,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    t = AutoModelForCausalLM.from_pretrained(DEFAULT_TARGET).eval()
-    d = AutoModelForCausalLM.from_pretrained(DEFAULT_DRAFT).eval()
+    t, d = demo_pair()
     task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
     for bs in (1, 8, 64):
         rt, _ = run_method("target", t, d, task, probs, mode="target", batch=bs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import warnings
-import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -139,12 +138,9 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
     return input_ids, pad
 
 
-_NATIVE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> NativeAdapter
-
-
 def _native(ad):
-    """The compiled static-shape adapter of a transformers model (one per model, so its graphs
-    and shape set persist across calls), or `ad` itself with a warning when it cannot run so."""
+    """The compiled static-shape adapter of a transformers model (its graphs persist per model in
+    engine/native.py), or `ad` itself with a warning when it cannot run so."""
     if ad is None or not isinstance(ad, HFAdapter):
         if ad is not None:
             warnings.warn(f"compile=True: {type(ad).__name__} is not a transformers model; running it as is")
@@ -153,10 +149,7 @@ def _native(ad):
     if why is not None:
         warnings.warn(f"compile=True: {type(ad.model).__name__} runs uncompiled through transformers ({why})")
         return ad
-    nat = _NATIVE.get(ad.model)
-    if nat is None or nat.dtype != ad.dtype or nat.device != ad.device:
-        nat = _NATIVE[ad.model] = NativeAdapter(ad)
-    return nat
+    return NativeAdapter(ad)
 
 
 def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str = "spd", arbiter=None,
@@ -226,7 +219,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     tgt = as_adapter(target) if target is not None else None
     drf = as_adapter(draft) if draft is not None else None
     if compile:
-        tgt, drf = (_native(a) for a in (tgt, drf))
+        tgt = _native(tgt)
+        drf = tgt if draft is target else _native(drf)  # a self-draft shares its adapter
     if tgt is not None and drf is not None:
         if tgt.vocab_size != drf.vocab_size:
             raise ValueError(f"draft and target vocabularies differ: target V={tgt.vocab_size}, draft V={drf.vocab_size}")
@@ -267,7 +261,7 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     if rollout_ids is not None and (not torch.is_tensor(rollout_ids) or rollout_ids.shape != (input_ids.shape[0],)):
         raise ValueError(f"`rollout_ids` must be an int64 tensor [B={input_ids.shape[0]}]")
     arbiter_seed = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()))
-    native = [a for a in {id(a): a for a in (tgt, drf) if isinstance(a, NativeAdapter)}.values()]
+    native = list({id(a): a for a in (verifier, drafter) if isinstance(a, NativeAdapter)}.values())  # the ones run
     c0 = sum(a.compile_seconds for a in native)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -289,7 +283,7 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         tokens_per_s=sum(n_new) / wall if wall > 0 else float("inf"),
         draft_accept_rate=eng.ctrl.accept_rate if drafter is not None else None, row_rounds=eng.row_rounds,
         compiled=bool(native), compile_s=sum(a.compile_seconds for a in native) - c0,
-        graphs=sum(len(a.graphs) for a in native))
+        graphs=sum(a.graphs for a in native))
     if mode == "draft":
         stats.target_forwards, stats.draft_forwards = 0, eng.target.forwards
     return DecodeOutput(sequences, stats, DecodeTrace(trace) if return_trace else None)

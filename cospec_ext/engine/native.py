@@ -178,30 +178,53 @@ def _skip_guards():
 
 class CompiledCore:
     """A model's `_Core` and one `torch.compile`d forward per static shape, built once per model
-    and reused by every decode call."""
+    and kept across decode calls: `fns` maps a shape key (Bb, nb, cache shape, dtype, device)
+    to (compiled forward, _Capture or None); `guarded` holds the keys whose calls keep checking
+    dynamo's guards."""
 
-    def __init__(self, model, device: torch.device):
+    def __init__(self, model):
         self.core = _Core(model)  # holds the model's modules: never .to() it
-        # GPU: CUDA graphs; CPU: inductor's C++ wrapper (its Python wrapper costs more than the
-        # kernels of a small model: 0.41 vs 0.28 ms per forward of the demo target, measured)
-        cuda = device.type == "cuda"
-        self.mode = "reduce-overhead" if cuda else None
-        self.options = None if cuda else {"cpp_wrapper": True, "cpp.threads": 1}
         self.fns: dict = {}
+        self.guarded: set = set()
 
     def get(self, key: tuple):
-        """(the torch.compile'd forward of this shape, its _Capture or None)."""
+        """(the compiled forward of this shape, its _Capture or None). GPU: CUDA graphs; CPU:
+        inductor's C++ wrapper (its Python wrapper costs more than the kernels of a small model:
+        0.41 vs 0.28 ms per forward of the demo target, measured) with single-threaded kernels,
+        through a backend that keeps what it compiled."""
         hit = self.fns.get(key)
         if hit is None:
             tag = "_".join(str(k) for k in key[:2]) + f"_{len(self.fns)}"
             f = _own_code(self.core.forward, tag)
-            if self.mode is None:  # CPU: inductor through a backend that keeps what it compiled
-                cap = _Capture(self.options)
-                hit = (torch.compile(f, dynamic=False, fullgraph=True, backend=cap), cap)
+            if key[-1].type == "cuda":
+                hit = (torch.compile(f, dynamic=False, fullgraph=True, mode="reduce-overhead"), None)
             else:
-                hit = (torch.compile(f, dynamic=False, fullgraph=True, mode=self.mode, options=self.options), None)
+                cap = _Capture({"cpp_wrapper": True, "cpp.threads": 1})
+                hit = (torch.compile(f, dynamic=False, fullgraph=True, backend=cap), cap)
             self.fns[key] = hit
         return hit
+
+    def run(self, key: tuple, inputs: tuple):
+        """Calls the graph of `key` (compiling it on first use) -> (logits, hidden)."""
+        new = key not in self.fns
+        fn, cap = self.get(key)
+        if new:
+            out = fn(*inputs)
+            if cap is not None:
+                cap.bind(inputs)
+            return out
+        if key in self.guarded:
+            return fn(*inputs)
+        if cap is not None and cap.user_idx is not None:
+            return cap.call(inputs)
+        try:  # this code object holds this one graph, chosen by key: its guards need not run
+            with _skip_guards():
+                return fn(*inputs)
+        except RuntimeError as e:  # a guard would have failed after all: check them from now on
+            if "skip_guard_eval_unsafe" not in str(e):
+                raise
+            self.guarded.add(key)
+            return fn(*inputs)
 
 
 class _Capture:
@@ -240,35 +263,38 @@ class _Capture:
         return self.fn(*args)
 
 
-def compiled_core(model, device: torch.device) -> CompiledCore:
+def compiled_core(model) -> CompiledCore:
+    """The model's CompiledCore, created on first use."""
     hit = _CORES.get(model)
     if hit is None:
-        hit = _CORES[model] = CompiledCore(model, device)
+        hit = _CORES[model] = CompiledCore(model)
     return hit
 
 
 class NativeAdapter:
     """`ModelAdapter` running a Llama-family transformers model through `_Core`.
 
-    compile: run the compiled core (else the same code eagerly, for tests).
-    `compile_seconds` accumulates the time of each forward that met a new shape (dynamo
-    tracing + inductor, or a cache load); `graphs` is the set of shapes met.
+    compile: run the compiled core (else the same code eagerly, for tests). The graphs live in
+    the model's CompiledCore, so an adapter is cheap to create per call; `compile_seconds` is
+    the time of this adapter's forwards that met a new shape (dynamo tracing + inductor, or a
+    cache load), `graphs` the number of shapes the model's core has compiled.
     """
 
     static_shapes = True
 
     def __init__(self, hf_adapter, compile: bool = True):
-        self.hf = hf_adapter
         for a in ("model", "config", "num_layers", "head_dim", "num_kv_heads", "vocab_size", "dtype", "device",
                   "max_positions", "hidden_size", "num_params"):
             setattr(self, a, getattr(hf_adapter, a))
         self.tensor_parallel = False
-        self.compiled = compiled_core(self.model, self.device)
+        self.compiled = compiled_core(self.model)
         self.core = self.compiled.core
         self.compile = compile
         self.compile_seconds = 0.0
-        self.graphs: set = set()
-        self.guarded: set = set()  # shapes whose calls keep checking dynamo's guards
+
+    @property
+    def graphs(self) -> int:
+        return len(self.compiled.fns)
 
     def forward(self, input_ids, position_ids, attention_mask, kv, logits_to_keep: int = 0,
                 return_hidden: bool = False):
@@ -295,38 +321,19 @@ class NativeAdapter:
             logits, hid = self.core(tok, pos, mask, slots, cache)
         else:
             key = (Bb, nb, tuple(cache.shape), cache.dtype, dev)
-            new = key not in self.graphs
-            fn, cap = self.compiled.get(key)
-            inputs = (tok, pos, mask, slots, cache)
+            new = key not in self.compiled.fns
             t0 = time.perf_counter()
             if dev.type == "cuda":
                 if getattr(cache, "_dynamo_static_input_type", None) is None:
                     torch._dynamo.mark_static_address(cache)  # written in place by the CUDA graphs
                 torch.compiler.cudagraph_mark_step_begin()
-            if new:
-                logits, hid = fn(*inputs)
-                if cap is not None:
-                    cap.bind(inputs)
-            elif cap is not None and cap.user_idx is not None and key not in self.guarded:
-                logits, hid = cap.call(inputs)
-            elif key in self.guarded:
-                logits, hid = fn(tok, pos, mask, slots, cache)
-            else:  # this code object holds this one graph, chosen by key: its guards need not run
-                try:
-                    with _skip_guards():
-                        logits, hid = fn(tok, pos, mask, slots, cache)
-                except RuntimeError as e:  # a guard would have failed after all: check them from now on
-                    if "skip_guard_eval_unsafe" not in str(e):
-                        raise
-                    self.guarded.add(key)
-                    logits, hid = fn(tok, pos, mask, slots, cache)
+            logits, hid = self.compiled.run(key, (tok, pos, mask, slots, cache))
             if dev.type == "cuda":  # CUDA graph outputs are overwritten by the next replay
                 logits, hid = logits.clone(), hid.clone()
             if new:
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 self.compile_seconds += time.perf_counter() - t0
-                self.graphs.add(key)
         lo = n - logits_to_keep if logits_to_keep else 0
         logits = logits[:B, lo:n]
         if (Bb, nb) != (B, n - lo):

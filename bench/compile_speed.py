@@ -3,7 +3,7 @@ transformers' generate(), at batch 1 and 8.
 
     python bench/compile_speed.py [--n 32] [--repeats 5] [--batches 1,8] [--threads 2]
 
-Held-out arithmetic prompts (validation split, seed 5), greedy, max_new_tokens 64. Every
+Held-out arithmetic prompts (validation split, --seed, default 5), greedy, max_new_tokens 64. Every
 method first runs once over every batch (compiling its graphs: not timed); then `repeats`
 timed passes, each decoding every batch with every method in turn, the order rotating from
 batch to batch. Per method and pass: tokens/s over the whole set; reported: the median over
@@ -124,6 +124,7 @@ def table(res: dict, batch: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="held-out problems")
+    ap.add_argument("--seed", type=int, default=5, help="seed of the held-out problems (validation split)")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes (>= 3)")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--threads", type=int, default=2)
@@ -136,8 +137,8 @@ def main() -> None:
 
     target, draft = demo_pair()
     assert unsupported_reason(target) is None and unsupported_reason(draft) is None
-    task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
-    print(f"demo pair, {args.n} held-out problems, tree {args.tree}, {args.repeats} interleaved passes, "
+    task, probs = ArithTask(), generate(args.n, seed=args.seed, split="validation")
+    print(f"demo pair, {args.n} held-out problems (seed {args.seed}), tree {args.tree}, {args.repeats} interleaved passes, "
           f"{args.threads} threads")
     for bs in (int(b) for b in args.batches.split(",")):
         chunks = [task.encode([p["question"] for p in probs[i:i + bs]]) for i in range(0, len(probs), bs)]

@@ -138,6 +138,8 @@ class HFAdapter:
         # transformers' tensor parallelism (tp_plan): weights are DTensor shards, every rank
         # runs the same round, so nothing rank-local (timings) may steer it
         self.tensor_parallel = any(hasattr(q, "to_local") for q in model.parameters())
+        self.tp_group = _tp_group(model) if self.tensor_parallel else None
+        self.fsdp = any(type(m).__name__.startswith("FSDP") for m in model.modules())  # FSDP2 wrappers
         params = inspect.signature(model.forward).parameters
         # transformers renamed `past_key_values` to `cache` in later 5.x releases.
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
@@ -193,6 +195,20 @@ def _local_kv_heads(model: torch.nn.Module, config_heads: int, head_dim: int) ->
                 return max(1, w.to_local().shape[0] // head_dim)
             return config_heads
     return config_heads
+
+
+def _tp_group(model: torch.nn.Module):
+    """The process group of the ranks that hold shards of the same weights: the "tp" dim of
+    a DTensor weight's mesh (a 2-D mesh: data parallel x tp), or its only dim; None: the
+    default group."""
+    meshes = [m for m in (getattr(q, "device_mesh", None) for q in model.parameters()) if m is not None]
+    for mesh in meshes:
+        if "tp" in (getattr(mesh, "mesh_dim_names", None) or ()):
+            return mesh.get_group("tp")
+    for mesh in meshes:  # an unnamed 1-D mesh: the tensor-parallel ranks themselves
+        if mesh.ndim == 1 and not getattr(mesh, "mesh_dim_names", None):
+            return mesh.get_group()
+    return None
 
 
 def as_adapter(model) -> ModelAdapter:

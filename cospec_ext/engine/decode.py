@@ -264,7 +264,10 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     native = list({id(a): a for a in (verifier, drafter) if isinstance(a, NativeAdapter)}.values())  # the ones run
     c0 = sum(a.compile_seconds for a in native)
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    # FSDP2-wrapped layers (transformers' 2-D mesh: data parallel x tensor parallel) keep
+    # autograd state in their forward hooks, which inference tensors refuse: no_grad for them
+    fsdp = any(getattr(a, "fsdp", False) for a in (verifier, drafter) if a is not None)
+    with torch.no_grad() if fsdp else torch.inference_mode():
         eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
                          int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace,
                          rollout_ids, arbiter_seed)

@@ -65,6 +65,9 @@ class SpecEngine:
         # COSPEC_TP_CHECK=1: under tensor parallelism, check every round that all ranks
         # committed the same tokens (one all-reduce per round; a debugging aid)
         self.tp_check = tp and os.environ.get("COSPEC_TP_CHECK", "0") not in ("", "0")
+        # the ranks that must agree: the target's tensor-parallel group (not the data-parallel
+        # replicas of a 2-D mesh, which decode other prompts)
+        self.tp_group = getattr(verifier, "tp_group", None)
         timed = depth > 0 and spec.adaptive and cost is None
         max_query = max(P, spec.max_expanded, 32)
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
@@ -180,7 +183,7 @@ class SpecEngine:
         kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
                                                  [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
         if self.tp_check:
-            _check_ranks_agree(new_tok, kept, self.rounds)
+            _check_ranks_agree(new_tok, kept, self.rounds, self.tp_group)
         self.target.cache.rollback(root_slot, v.path)
         self.total_h += kept
         if depth > 0:
@@ -246,9 +249,10 @@ class SpecEngine:
         return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
 
 
-def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int) -> None:
-    """All ranks of the default process group committed the same tokens this round: an
-    all-reduce (MAX) of (checksum, -checksum); a mismatch raises on every rank."""
+def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int, group=None) -> None:
+    """All ranks of `group` (the tensor-parallel group; None: the default group) committed
+    the same tokens this round: an all-reduce (MAX) of (checksum, -checksum); a mismatch
+    raises on every rank of the group."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
@@ -256,7 +260,7 @@ def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int) -> 
     w = torch.arange(1, new_tok.numel() + 1, dtype=torch.float64, device=new_tok.device).view_as(new_tok)
     c = (new_tok.double() * w).sum() + float(kept.sum()) * 1e6
     both = torch.stack([c, -c])
-    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group)
     if float(both[0]) != -float(both[1]):
         raise RuntimeError(f"tensor-parallel ranks diverged at round {step}: their committed tokens differ")
 

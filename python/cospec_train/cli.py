@@ -26,8 +26,9 @@ HELP = {
     "max_new_tokens": "answer length limit while decoding", "ckpt_every": "RL checkpoint every N updates",
     "seed": "seed of the training problems, initialisation and rollouts",
     "threads": "torch threads per process (fixed, so runs repeat exactly; 0: torch's default)",
-    "tp": "--stage rl under torchrun: 1 = data parallel (each rank its share of the prompts); the number "
-          "of processes = the target tensor-parallel over every rank (transformers' tp_plan)",
+    "tp": "--stage rl under torchrun: 1 = data parallel (each rank its share of the prompts); N > 1 = the "
+          "target tensor-parallel over groups of N consecutive ranks (transformers' tp plan), the groups "
+          "data-parallel (N = the number of processes: one group)",
     "lr": "RL learning rate (AdamW)", "clip": "PPO ratio clip", "entropy_coef": "RL entropy bonus",
     "speed_coef": "RL reward per accepted token per round, beside correctness",
     "init_p": "acceptance probability of the constant policy RL starts from without --init",

@@ -23,11 +23,12 @@ stage's), keeping its features, sizes and normalisation.
 Data-parallel: under torchrun each rank decodes its share of the prompts; decisions are
 keyed by rollout id (see decode's rollout_ids), gradients are all-reduced by
 DistributedDataParallel and the loss is normalised by the global decision count, so the
-run matches the single-process one up to float summation order. With `tp` = the world size
-the target is loaded tensor-parallel (transformers' tp_plan) and every rank decodes the
-same prompts (SPMD); the replicated arbiter gets the same gradient on every rank (the
-decision count then counts each decision tp times, as DDP's average does), so the run
-again matches one process.
+run matches the single-process one up to float summation order. With `tp` > 1 the target
+is loaded tensor-parallel (transformers' tp plan) over groups of `tp` consecutive ranks
+(a 2-D mesh: world / tp data-parallel groups; tp = world is one group): the ranks of a group
+decode the same prompts (SPMD), each group its share; the replicated arbiter's gradient is
+the same on every rank of a group (the decision count then counts each decision tp times,
+as DDP's average over the world does), so the run again matches one process.
 
 Checkpoints (every `ckpt_every` updates, atomic): the arbiter (safetensors + JSON), the
 AdamW state (safetensors + JSON) and the update counter; a killed run resumes from the
@@ -84,7 +85,7 @@ class RLConfig:
     threads: int = 1  # torch threads per process (0: torch's default); fixed, so runs repeat exactly
     init: str | None = None  # start from this saved arbiter instead of a constant policy
     credit: str = "rollout"  # "rollout" (GRPO group advantage) or "counterfactual" (per decision)
-    tp: int = 1  # under torchrun: 1 = data parallel; = the world size: the target tensor-parallel over every rank
+    tp: int = 1  # under torchrun: 1 = data parallel; > 1: the target tensor-parallel over groups of tp ranks
     extra: dict = field(default_factory=dict)
 
 
@@ -95,15 +96,17 @@ def _world():
 
 
 def _data_shard(cfg: RLConfig) -> tuple[int, int]:
-    """(index, count) of this rank's data shard: with a tensor-parallel target (cfg.tp = the
-    world size) every rank decodes the same prompts (one shard); else one shard per rank."""
+    """(index, count) of this rank's data shard. With a tensor-parallel target (cfg.tp > 1)
+    the world is a 2-D mesh (data parallel x tp, rank = dp_index * tp + tp_index, the layout
+    transformers builds): the tp ranks of a group decode the same prompts (SPMD), each group
+    its own share; else one shard per rank."""
     rank, world = _world()
     if cfg.tp <= 1:
         return rank, world
-    if world != cfg.tp:
-        raise ValueError(f"--tp {cfg.tp} needs exactly {cfg.tp} processes under torchrun (got {world}); "
-                         "a 2-D mesh (data parallel across tensor-parallel groups) is not supported yet")
-    return 0, 1
+    if world % cfg.tp:
+        raise ValueError(f"--tp {cfg.tp} must divide the number of processes under torchrun (got {world}): "
+                         f"the ranks form {world} / tp data-parallel groups of tp ranks each")
+    return rank // cfg.tp, world // cfg.tp
 
 
 def _allreduce(t: torch.Tensor) -> torch.Tensor:
@@ -117,17 +120,34 @@ def load_models(cfg: RLConfig):
 
     load = lambda d, **kw: AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32,  # noqa
                                                                 **kw).eval()
-    return load(cfg.target, **(tp_kwargs() if cfg.tp > 1 else {})), load(cfg.draft)
+    return load(cfg.target, **(tp_kwargs(cfg.tp, _world()[1]) if cfg.tp > 1 else {})), load(cfg.draft)
 
 
-def tp_kwargs() -> dict:
-    """from_pretrained's arguments for transformers' own tensor-parallel plan over the process
-    group: distributed_config (transformers >= 5.18), else the older tp_plan keyword."""
+def tp_kwargs(tp: int | None = None, world: int | None = None) -> dict:
+    """from_pretrained's arguments for transformers' own tensor-parallel plan: over the whole
+    process group (tp None or = world), or, for a 2-D mesh, over groups of `tp` consecutive
+    ranks with world / tp replicas (DistributedConfig(tp_size, dp_replicate_size): the mesh
+    (dp_replicate, fsdp=1, tp); transformers wraps the layers in FSDP2 over a shard group of
+    one, which leaves each replica's weights whole). distributed_config on transformers
+    >= 5.18, else the older tp_plan keyword (one group only)."""
+    import dataclasses
+
     try:
         from transformers.distributed import DistributedConfig
     except ImportError:
+        DistributedConfig = None
+    dp = 1 if tp is None or world is None else world // tp
+    if DistributedConfig is None:
+        if dp > 1:
+            raise RuntimeError("a 2-D mesh (--tp smaller than the number of processes) needs transformers >= 5.18 "
+                               "(DistributedConfig with dp_replicate_size)")
         return {"tp_plan": "auto"}
-    return {"distributed_config": DistributedConfig(tp_plan="auto")}
+    if dp <= 1:
+        return {"distributed_config": DistributedConfig(tp_plan="auto")}
+    if "dp_replicate_size" not in {f.name for f in dataclasses.fields(DistributedConfig)}:
+        raise RuntimeError("a 2-D mesh (--tp smaller than the number of processes) needs a transformers whose "
+                           "DistributedConfig has dp_replicate_size")
+    return {"distributed_config": DistributedConfig(tp_plan="auto", tp_size=tp, dp_replicate_size=dp)}
 
 
 def load_all(cfg: RLConfig) -> tuple:

@@ -25,6 +25,8 @@ class ModelAdapter(Protocol):
 
     Attributes: vocab_size (logits width V), num_layers, num_kv_heads, head_dim (the cache
     shape), dtype, device, max_positions (int or None), num_params (for cost estimates).
+    Optional: layer_devices, the device of each layer when the model is spread over several
+    (the cache then keeps each layer's K/V there and `kv.update` returns them there).
     """
 
     vocab_size: int
@@ -66,7 +68,7 @@ class _SlotLayer:
         return self._cache.get_seq_length()
 
     def get_max_length(self) -> int:
-        return self._cache.kv.data.shape[-2]
+        return self._cache.kv.cache.max_len
 
 
 class SlotCache(_HFCache):
@@ -139,6 +141,8 @@ class HFAdapter:
         # runs the same round, so nothing rank-local (timings) may steer it
         self.tensor_parallel = any(hasattr(q, "to_local") for q in model.parameters())
         self.tp_group = _tp_group(model) if self.tensor_parallel else None
+        # a model spread over devices (device_map): each layer's K/V live on its device
+        self.layer_devices = _layer_devices(model, self.num_layers, self.device)
         self.fsdp = any(type(m).__name__.startswith("FSDP") for m in model.modules())  # FSDP2 wrappers
         params = inspect.signature(model.forward).parameters
         # transformers renamed `past_key_values` to `cache` in later 5.x releases.
@@ -195,6 +199,16 @@ def _local_kv_heads(model: torch.nn.Module, config_heads: int, head_dim: int) ->
                 return max(1, w.to_local().shape[0] // head_dim)
             return config_heads
     return config_heads
+
+
+def _layer_devices(model: torch.nn.Module, num_layers: int, device: torch.device) -> list[torch.device] | None:
+    """The device of each decoder layer (its attention's k_proj weight), or None when the
+    model is on one device or its layers cannot be found one per layer."""
+    devs = [m.k_proj.weight.device for m in model.modules()
+            if isinstance(getattr(getattr(m, "k_proj", None), "weight", None), torch.Tensor)]
+    if len(devs) != num_layers or all(d == device for d in devs):
+        return None
+    return devs
 
 
 def _tp_group(model: torch.nn.Module):

@@ -1,10 +1,12 @@
 """Preallocated KV caches addressed by slot, and the tree attention masks over them.
 
-Layout: one tensor per model, `data` [2, L, B, H, S, D] (K and V of every layer), so one
-`kv_rollback` launch compacts a whole model. Row b's token at position s of the
-left-padded sequence lives at slot s; a draft tree's node i lives at `root_slot[b] + i`.
-Rows are dropped from the batch by compacting them to the front (`keep_rows`), so the
-active batch is always `data[:, :, :batch]`.
+Layout: per device the model's layers live on, one tensor `[2, L_part, B, H, S, D]` (K and
+V of those layers; a model on one device has one part, `data`), so one `kv_rollback`
+launch per device compacts a whole model. A model spread over devices (transformers'
+`device_map`) keeps each layer's K/V on that layer's device. Row b's token at position s
+of the left-padded sequence lives at slot s; a draft tree's node i lives at
+`root_slot[b] + i`. Rows are dropped from the batch by compacting them to the front
+(`keep_rows`), so the active batch is always the first `batch` rows.
 """
 
 from __future__ import annotations
@@ -15,34 +17,61 @@ from .. import ops
 
 
 class KVCache:
-    """K and V of every layer of one model: `data` [2, L, B, H, S, D] in the model's dtype."""
+    """K and V of every layer of one model in the model's dtype: `parts`, one tensor
+    [2, L_part, rows, H, S, D] per run of consecutive layers on one device; `data` is the
+    only part of a one-device model (None when spread over devices).
+
+    layer_devices: the device of each layer (None: all on `device`); rows >= batch: rows
+    allocated (static-shape forwards pad the batch into the spare ones).
+    """
 
     def __init__(self, num_layers: int, batch: int, num_kv_heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device, rows: int | None = None):
-        # rows >= batch: rows allocated (static-shape forwards pad the batch into the spare ones)
+                 dtype: torch.dtype, device: torch.device, rows: int | None = None,
+                 layer_devices: list[torch.device] | None = None):
         rows = batch if rows is None else rows
-        self.data = torch.zeros(2, num_layers, rows, num_kv_heads, max_len, head_dim, dtype=dtype, device=device)
+        devs = [torch.device(d) for d in layer_devices] if layer_devices else [torch.device(device)] * num_layers
+        if len(devs) != num_layers:
+            raise ValueError(f"`layer_devices` has {len(devs)} entries for {num_layers} layers")
+        runs: list[list] = []  # [first layer, count, device]
+        for l, d in enumerate(devs):
+            if runs and runs[-1][2] == d:
+                runs[-1][1] += 1
+            else:
+                runs.append([l, 1, d])
+        self.parts = [torch.zeros(2, n, rows, num_kv_heads, max_len, head_dim, dtype=dtype, device=d)
+                      for _, n, d in runs]
+        self.data = self.parts[0] if len(self.parts) == 1 else None
+        # per layer: (K, V) views [rows, H, S, D] into its part, on the layer's device
+        self.layer_kv = [(p[0, i], p[1, i]) for p in self.parts for i in range(p.shape[1])]
         self.batch = batch
         self.max_len = max_len
+        self.device = torch.device(device)
         self.row_ids = torch.arange(rows, device=device)[:, None]  # [B, 1], for per-row slot writes
         self.slot_ids = torch.arange(max_len, device=device)  # [S]
 
     def active(self) -> torch.Tensor:
-        """[2, L, B_active, H, S, D] view of the rows still decoding."""
+        """[2, L, B_active, H, S, D] view of the rows still decoding (a one-device cache)."""
+        if self.data is None:
+            raise RuntimeError("this cache is spread over devices: use `parts`")
         return self.data[:, :, : self.batch]
 
     def rollback(self, root_slot: torch.Tensor, path: torch.Tensor) -> None:
-        """Moves the accepted path's K/V to the slots right after `root_slot - 1` (in place).
+        """Moves the accepted path's K/V to the slots right after `root_slot - 1` (in place),
+        one `kv_rollback` per device.
 
         root_slot: int64 [B] slot of tree node 0; path: int64 [B, N] node ids, -1 padded.
         """
-        ops.kv_rollback(self.active(), root_slot, path, validate=False)
+        for p in self.parts:
+            d, nb = p.device, p.device.type == "cuda"  # (a copy to the CPU must block)
+            ops.kv_rollback(p[:, :, : self.batch], root_slot.to(d, non_blocking=nb), path.to(d, non_blocking=nb),
+                            validate=False)
 
     def keep_rows(self, keep: list[int], upto: int) -> None:
         """Compacts rows `keep` (increasing) to the front; only slots [0, upto) are moved."""
         for j, src in enumerate(keep):  # once per finished row, not per step
             if src != j:
-                self.data[:, :, j, :, :upto].copy_(self.data[:, :, src, :, :upto])
+                for p in self.parts:
+                    p[:, :, j, :, :upto].copy_(p[:, :, src, :, :upto])
         self.batch = len(keep)
 
 
@@ -60,12 +89,13 @@ class KVView:
         if (uniform_start is None) == (slots is None):
             raise ValueError("KVView takes exactly one of `uniform_start` and `slots`")
         self.cache = cache
-        self.data = cache.active()  # [2, L, B, H, S, D]
+        self.data = cache.active() if cache.data is not None else None  # [2, L, B, H, S, D]
         self.slots = slots  # [B, n]
         self.s_used = s_used
         self.uniform_start = uniform_start
         self.rows = cache.row_ids[: cache.batch]  # [B, 1]
-        self.num_layers = self.data.shape[1]
+        self.num_layers = len(cache.layer_kv)
+        self._index: dict = {}  # device -> (rows, slots) there (a model spread over devices)
 
     def slot_tensor(self, n: int) -> torch.Tensor:
         """int64 [B, n]: the destination slot of each of the forward's n input tokens."""
@@ -74,16 +104,24 @@ class KVView:
         return (self.uniform_start + self.cache.slot_ids[:n]).expand(self.rows.shape[0], n)
 
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]."""
-        k_all, v_all = self.data[0, layer_idx], self.data[1, layer_idx]  # [B, H, S, D]
+        """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]
+        (on the layer's device)."""
+        k_all, v_all = self.cache.layer_kv[layer_idx]
+        B = self.cache.batch
+        k_all, v_all = k_all[:B], v_all[:B]  # [B, H, S, D]
         n = key.shape[2]
         if self.uniform_start is not None:
             s0 = self.uniform_start
             k_all[:, :, s0 : s0 + n].copy_(key)
             v_all[:, :, s0 : s0 + n].copy_(value)
         else:
-            k_all.transpose(1, 2)[self.rows, self.slots] = key.transpose(1, 2).to(k_all.dtype)
-            v_all.transpose(1, 2)[self.rows, self.slots] = value.transpose(1, 2).to(v_all.dtype)
+            rows, slots = self.rows, self.slots
+            if k_all.device != rows.device:
+                if k_all.device not in self._index:
+                    self._index[k_all.device] = (rows.to(k_all.device), slots.to(k_all.device))
+                rows, slots = self._index[k_all.device]
+            k_all.transpose(1, 2)[rows, slots] = key.transpose(1, 2).to(k_all.dtype)
+            v_all.transpose(1, 2)[rows, slots] = value.transpose(1, 2).to(v_all.dtype)
         return k_all[:, :, : self.s_used], v_all[:, :, : self.s_used]
 
 

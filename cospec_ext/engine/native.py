@@ -59,6 +59,8 @@ def unsupported_reason(model) -> str | None:
         return f"{type(model).__name__} does not have the usual .model.layers / .lm_head layout"
     if any(hasattr(p, "to_local") for p in model.parameters()):
         return "its weights are tensor-parallel shards (DTensor)"
+    if len({p.device for p in model.parameters()}) > 1:
+        return "it is spread over several devices (device_map)"
     if getattr(cfg, "hidden_act", "silu") not in _ACTS:
         return f"activation {cfg.hidden_act!r}"
     if getattr(cfg, "use_sliding_window", False) or (mt == "mistral" and getattr(cfg, "sliding_window", None)):

@@ -25,7 +25,8 @@ class ModelRunner:
             # 128, so calls with other batch sizes and prompt lengths meet the same graphs
             rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128
         self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
-                             adapter.dtype, adapter.device, rows=rows)
+                             adapter.dtype, adapter.device, rows=rows,
+                             layer_devices=getattr(adapter, "layer_devices", None))
         self.masks = MaskBuilder(batch, max_query, max_len, adapter.device)
         self.pad = pad
         self.node_ids = torch.arange(max(max_query, 1), device=adapter.device)  # [n]

@@ -119,9 +119,9 @@ class _Core(torch.nn.Module):
         for li, layer in enumerate(self.layers):
             at = layer.self_attn
             h = self._rms(x, layer.input_layernorm.weight, self.eps[li])
-            q = at.q_proj(h).view(Bb, nb, Hq, D).transpose(1, 2)  # [Bb, Hq, nb, D]
-            k = at.k_proj(h).view(Bb, nb, Hk, D).transpose(1, 2)  # [Bb, Hk, nb, D]
-            v = at.v_proj(h).view(Bb, nb, Hk, D).transpose(1, 2)
+            q = _linear(h, at.q_proj).view(Bb, nb, Hq, D).transpose(1, 2)  # [Bb, Hq, nb, D]
+            k = _linear(h, at.k_proj).view(Bb, nb, Hk, D).transpose(1, 2)  # [Bb, Hk, nb, D]
+            v = _linear(h, at.v_proj).view(Bb, nb, Hk, D).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             # one in-place index_put_ on the cache itself (not on a view of it), which inductor
@@ -130,12 +130,36 @@ class _Core(torch.nn.Module):
             cache.index_put_(idx, torch.stack((k, v)).to(cache.dtype))  # values [2, Bb, Hk, nb, D]
             o = F.scaled_dot_product_attention(q, cache[0, li, :Bb], cache[1, li, :Bb], attn_mask=mask,
                                                scale=D**-0.5, enable_gqa=Hq != Hk)  # [Bb, Hq, nb, D]
-            x = x + at.o_proj(o.transpose(1, 2).reshape(Bb, nb, Hq * D))
+            x = x + _linear(o.transpose(1, 2).reshape(Bb, nb, Hq * D), at.o_proj)
             h = self._rms(x, layer.post_attention_layernorm.weight, self.eps[li])
             m = layer.mlp
-            x = x + m.down_proj(self.act(m.gate_proj(h)) * m.up_proj(h))
+            x = x + _linear(self.act(_linear(h, m.gate_proj)) * _linear(h, m.up_proj), m.down_proj)
         hid = self._rms(x, self.norm.weight, self.final_eps)
-        return self.head(hid), hid
+        return _linear(hid, self.head), hid
+
+
+# Rows up to which a CPU projection runs as per-row reductions (below).
+GEMV_ROWS = 8
+
+
+def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
+    """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
+
+    On the CPU with at most GEMV_ROWS rows (decode steps, draft levels, small trees), as one
+    reduction per row, y[r] = (W * x[r]).sum(-1), which inductor fuses into a single pass
+    over W with a vector accumulator per row. Decode is bound by reading the weights, and
+    MKL's matrix-vector product reads a [out, in] float32 matrix at about half the speed of
+    that pass on this machine (11 vs 21 GB/s, single thread, bench/RESULTS.md); a uncompiled
+    call computes the same sums (materialising W * x[r])."""
+    w, b = lin.weight, lin.bias
+    rows = x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or rows > GEMV_ROWS:
+        return F.linear(x, w, b)
+    flat = x.reshape(rows, x.shape[-1])
+    y = torch.stack([(w * flat[r]).sum(-1) for r in range(rows)])  # [rows, out]
+    if b is not None:
+        y = y + b
+    return y.view(*x.shape[:-1], w.shape[0])
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

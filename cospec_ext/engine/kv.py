@@ -43,7 +43,7 @@ class KVCache:
         self.data = self.parts[0] if len(self.parts) == 1 else None
         # per layer: (K, V) views [rows, H, S, D] into its part, on the layer's device
         self.layer_kv = [(p[0, i], p[1, i]) for p in self.parts for i in range(p.shape[1])]
-        self.batch = batch
+        self._set_batch(batch)
         self.max_len = max_len
         self.device = torch.device(device)
         self.row_ids = torch.arange(rows, device=device)[:, None]  # [B, 1], for per-row slot writes
@@ -72,7 +72,13 @@ class KVCache:
             if src != j:
                 for p in self.parts:
                     p[:, :, j, :, :upto].copy_(p[:, :, src, :, :upto])
-        self.batch = len(keep)
+        self._set_batch(len(keep))
+
+    def _set_batch(self, batch: int) -> None:
+        """The active rows, and per layer their (K, V) views [batch, H, S, D], made once per
+        batch change instead of sliced in every forward's every layer."""
+        self.batch = batch
+        self.active_kv = [(k[:batch], v[:batch]) for k, v in self.layer_kv]
 
 
 class KVView:
@@ -106,9 +112,7 @@ class KVView:
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]
         (on the layer's device)."""
-        k_all, v_all = self.cache.layer_kv[layer_idx]
-        B = self.cache.batch
-        k_all, v_all = k_all[:B], v_all[:B]  # [B, H, S, D]
+        k_all, v_all = self.cache.active_kv[layer_idx]  # [B, H, S, D]
         n = key.shape[2]
         if self.uniform_start is not None:
             s0 = self.uniform_start

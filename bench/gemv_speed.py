@@ -6,7 +6,10 @@ caches, for x with 1..8 rows, three ways, in one run:
 - the same under `torch.compile` (inductor calls MKL for the matrix product),
 - `_linear` under `torch.compile` (one reduction per row, fused into one pass over W).
 
-    python bench/gemv_speed.py [--mats 40] [--repeats 7] [--threads 2]
+    python bench/gemv_speed.py [--mats 40] [--repeats 7] [--threads 2] [--cpp-threads 2]
+
+`--cpp-threads`: the threads of inductor's kernels (engine/native.py: 1 for models under
+PARALLEL_BYTES = 64 MB of weights, torch's thread count above; MKL uses `--threads`).
 
 Weights: `mats` float32 [1536, 576] matrices (SmolLM2's MLP shape; 40 of them = 141 MB) read
 once per call. Prints per rows: median ms per call and GB/s of weights read, and the ratio
@@ -30,11 +33,12 @@ def main() -> None:
     ap.add_argument("--mats", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpp-threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import torch._inductor.config as ic
 
-    ic.cpp_wrapper, ic.cpp.threads = True, 1  # as engine/native.py compiles on the CPU
+    ic.cpp_wrapper, ic.cpp.threads = True, args.cpp_threads  # as engine/native.py compiles on the CPU
     g = torch.Generator().manual_seed(0)
     lins = [torch.nn.Linear(576, 1536, bias=False) for _ in range(args.mats)]
     for m in lins:
@@ -47,7 +51,8 @@ def main() -> None:
     def rows(x):
         return torch.cat([_linear(x, m) for m in lins], -1)
 
-    print(f"{args.mats} float32 [1536, 576] weights ({gb * 1e3:.0f} MB), {args.threads} threads, "
+    print(f"{args.mats} float32 [1536, 576] weights ({gb * 1e3:.0f} MB), {args.threads} threads "
+          f"({args.cpp_threads} in inductor's kernels), "
           f"median of {args.repeats} interleaved repeats")
     print(f"  {'rows':>4} {'eager F.linear':>16} {'compiled F.linear':>18} {'compiled _linear':>17} {'MKL/_linear':>11}")
     for r in (1, 2, 4, 8):

@@ -140,6 +140,8 @@ class _Core(torch.nn.Module):
 
 # Rows up to which a CPU projection runs as per-row reductions (below).
 GEMV_ROWS = 8
+# Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
+PARALLEL_BYTES = 64 << 20
 
 
 def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
@@ -148,9 +150,10 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
     On the CPU with at most GEMV_ROWS rows (decode steps, draft levels, small trees), as one
     reduction per row, y[r] = (W * x[r]).sum(-1), which inductor fuses into a single pass
     over W with a vector accumulator per row. Decode is bound by reading the weights, and
-    MKL's matrix-vector product reads a [out, in] float32 matrix at about half the speed of
-    that pass on this machine (11 vs 21 GB/s, single thread, bench/RESULTS.md); a uncompiled
-    call computes the same sums (materialising W * x[r])."""
+    measured on two 2-core machines that pass beats MKL's matrix-vector product on a
+    [out, in] float32 matrix: 23 vs 12 GB/s (one thread, DRAM-bound), 26 vs 22 GB/s (two
+    threads, another host; bench/gemv_speed.py, bench/RESULTS.md); an uncompiled call
+    computes the same sums (materialising W * x[r])."""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > GEMV_ROWS:
@@ -212,11 +215,17 @@ class CompiledCore:
         self.core = _Core(model)  # holds the model's modules: never .to() it
         self.fns: dict = {}
         self.guarded: set = set()
+        # CPU kernels' threads: one for small models, whose forwards are many tiny kernels
+        # (a parallel region's fork/join, several us, would cost more than it saves); torch's
+        # thread count from PARALLEL_BYTES of weights on, where reading the weights dominates
+        # and one core does not reach the memory bandwidth on every machine (bench/RESULTS.md)
+        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self.cpu_threads = torch.get_num_threads() if nbytes >= PARALLEL_BYTES else 1
 
     def get(self, key: tuple):
         """(the compiled forward of this shape, its _Capture or None). GPU: CUDA graphs; CPU:
         inductor's C++ wrapper (its Python wrapper costs more than the kernels of a small model:
-        0.41 vs 0.28 ms per forward of the demo target, measured) with single-threaded kernels,
+        0.41 vs 0.28 ms per forward of the demo target, measured) with `cpu_threads` threads,
         through a backend that keeps what it compiled."""
         hit = self.fns.get(key)
         if hit is None:
@@ -225,7 +234,7 @@ class CompiledCore:
             if key[-1].type == "cuda":
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, mode="reduce-overhead"), None)
             else:
-                cap = _Capture({"cpp_wrapper": True, "cpp.threads": 1})
+                cap = _Capture({"cpp_wrapper": True, "cpp.threads": self.cpu_threads})
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, backend=cap), cap)
             self.fns[key] = hit
         return hit

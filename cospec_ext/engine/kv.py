@@ -49,6 +49,24 @@ class KVCache:
         self.row_ids = torch.arange(rows, device=device)[:, None]  # [B, 1], for per-row slot writes
         self.slot_ids = torch.arange(max_len, device=device)  # [S]
 
+    @classmethod
+    def prefix_of(cls, owner: "KVCache", layers: int) -> "KVCache":
+        """A cache over the first `layers` layers of a one-device `owner` (views, no copy), for a
+        self-draft (engine/selfdraft.py): its rollback and row compaction are the owner's (they
+        move these layers), so here they only follow the owner's batch."""
+        if owner.data is None:
+            raise ValueError("a prefix view needs a cache on one device")
+        c = cls.__new__(cls)
+        c.parts = [owner.data[:, :layers]]  # [2, layers, rows, H, S, D], strided like the owner
+        c.data = c.parts[0]
+        c.layer_kv = owner.layer_kv[:layers]
+        c.max_len, c.device, c.row_ids, c.slot_ids = owner.max_len, owner.device, owner.row_ids, owner.slot_ids
+        c.owner = owner
+        c._set_batch(owner.batch)
+        return c
+
+    owner: "KVCache | None" = None  # set on a prefix view: the cache whose layers these are
+
     def active(self) -> torch.Tensor:
         """[2, L, B_active, H, S, D] view of the rows still decoding (a one-device cache)."""
         if self.data is None:
@@ -61,14 +79,17 @@ class KVCache:
 
         root_slot: int64 [B] slot of tree node 0; path: int64 [B, N] node ids, -1 padded.
         """
+        if self.owner is not None:  # the owner's rollback moves these layers
+            return
         for p in self.parts:
             d, nb = p.device, p.device.type == "cuda"  # (a copy to the CPU must block)
             ops.kv_rollback(p[:, :, : self.batch], root_slot.to(d, non_blocking=nb), path.to(d, non_blocking=nb),
                             validate=False)
 
     def keep_rows(self, keep: list[int], upto: int) -> None:
-        """Compacts rows `keep` (increasing) to the front; only slots [0, upto) are moved."""
-        for j, src in enumerate(keep):  # once per finished row, not per step
+        """Compacts rows `keep` (increasing) to the front; only slots [0, upto) are moved (by the
+        owner, for a prefix view)."""
+        for j, src in enumerate(keep if self.owner is None else ()):  # once per finished row, not per step
             if src != j:
                 for p in self.parts:
                     p[:, :, j, :, :upto].copy_(p[:, :, src, :, :upto])
@@ -140,12 +161,27 @@ class MaskBuilder:
     def __init__(self, batch: int, max_query: int, max_len: int, device: torch.device):
         self.buf = torch.zeros(batch, 1, max_query, max_len, dtype=torch.bool, device=device)
         self.slot_ids = torch.arange(max_len, device=device)  # [S]
+        self.max_len = max_len
+        self._full: dict[int, torch.Tensor] = {}  # nq -> bool [batch, 1, nq, S], contiguous
+
+    def _buffer(self, B: int, nq: int, s_used: int) -> torch.Tensor:
+        """The mask's storage [B, 1, nq, s_used]: over every slot (static-shape forwards, which
+        attend over the whole cache), a contiguous buffer of its own per query count, so the
+        forward takes it as it is; else a view of the shared buffer."""
+        if s_used < self.max_len:
+            return self.buf[:B, :, :nq, :s_used]
+        full = self._full.get(nq)
+        if full is None:
+            full = self._full[nq] = torch.zeros(self.buf.shape[0], 1, nq, self.max_len, dtype=torch.bool,
+                                                device=self.buf.device)
+        return full[:B]
 
     def tree(self, pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor, s_used: int) -> torch.Tensor:
         """pad, root_slot: int64 [B]; anc: bool [B, nq, n] ancestor-or-self rows of the queries
-        over the tree's first n nodes (root_slot + n <= s_used) -> bool view [B, 1, nq, s_used]."""
+        over the tree's first n nodes (root_slot + n <= s_used) -> bool view [B, 1, nq, s_used]
+        (valid until the next call with the same nq)."""
         B, nq, n = anc.shape
-        m = self.buf[:B, :, :nq, :s_used]
+        m = self._buffer(B, nq, s_used)
         s = self.slot_ids[:s_used]
         prefix = (s[None, :] >= pad[:, None]) & (s[None, :] < root_slot[:, None])  # [B, s_used]
         m.copy_(prefix[:, None, None, :].expand(B, 1, nq, s_used))

@@ -23,7 +23,9 @@ from .adaptive import DepthController
 from .adapter import ModelAdapter
 from .draft import Draft, Drafter
 from .features import hidden_inputs_of, node_features
+from .kv import KVCache
 from .runner import ModelRunner
+from .selfdraft import shared_prefix_layers
 from .tree import TreeSpec
 
 
@@ -71,7 +73,12 @@ class SpecEngine:
         timed = depth > 0 and spec.adaptive and cost is None
         max_query = max(P, spec.max_expanded, 32)
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
-        self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed) if depth else None
+        # a self-draft (the target's first layers) reads and writes the target's cache of those
+        # layers: no prefill, a one-token catch-up per round (engine/selfdraft.py)
+        self.shared = shared_prefix_layers(verifier, drafter) if depth else 0
+        shared_cache = KVCache.prefix_of(self.target.cache, self.shared) if self.shared else None
+        self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed,
+                                        cache=shared_cache) if depth else None
         self.drafter = Drafter(self.draft_runner, spec) if depth else None
         self.use_hidden = arbiter is not None and getattr(arbiter, "hidden_sizes", None) is not None
         self.hidden_inputs = hidden_inputs_of(arbiter) if self.use_hidden else ()
@@ -117,7 +124,7 @@ class SpecEngine:
     # -- the loop -------------------------------------------------------------------------
     def run(self, input_ids: torch.Tensor) -> None:
         logits = self.target.prefill(input_ids)  # [B, V]
-        if self.draft_runner is not None:
+        if self.draft_runner is not None and not self.shared:
             self.draft_runner.prefill(input_ids)
         first = self._pick(logits)
         kept, fin = self._commit(first[:, None], torch.ones_like(first), [])
@@ -177,9 +184,9 @@ class SpecEngine:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
             v = ops.verify_tree(cand, parents, logits, accept, self.T, u, validate=False)
         acc_tok = cand.gather(1, v.path.clamp(min=0))  # [B, N], root first
-        j = self.node_ids[:N]
-        shifted = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
-        new_tok = torch.where(j[None, :] == v.accept_len[:, None], v.next_token[:, None], shifted)
+        # the accepted tokens, then next_token (what follows it is cut by the count)
+        new_tok = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
+        new_tok.scatter_(1, v.accept_len[:, None], v.next_token[:, None])
         kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
                                                  [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
         if self.tp_check:
@@ -191,7 +198,11 @@ class SpecEngine:
             self.dlen_h = root_slot_h + (acc + 1).clamp(max=d.levels)
             nf = self.draft_runner.forwards - f_draft0
             self.ctrl.observe(d.levels, acc)
-            self.ctrl.observe_times((self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
+            self.ctrl.observe_times(d.levels, (self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
+        elif self.drafter is not None:
+            self.ctrl.observe_times(0, None, t_tgt)
+        if self.shared:  # the target's forward wrote every committed token but the new root
+            self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
         self.rounds += 1
         self.row_rounds += B
         self.committed += int(acc.sum()) + B

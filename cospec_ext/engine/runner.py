@@ -13,20 +13,25 @@ from .kv import KVCache, KVView, MaskBuilder, prefill_mask
 class ModelRunner:
     """Owns a model's KVCache and mask buffer; counts and times its forwards.
 
-    pad: int64 [B] left-padding length of each active row (slots [0, pad) are never attended).
+    pad: int64 [B] left-padding length of each active row (slots [0, pad) are never attended);
+    cache: use this cache (a self-draft's view of the target's) instead of allocating one.
     """
 
     def __init__(self, adapter: ModelAdapter, batch: int, max_len: int, max_query: int, pad: torch.Tensor,
-                 time_forwards: bool = False):
+                 time_forwards: bool = False, cache: KVCache | None = None):
         self.adapter = adapter
+        self.static = bool(getattr(adapter, "static_shapes", False))
         rows = None
-        if getattr(adapter, "static_shapes", False):
-            # static-shape forwards (engine/native.py): rows a power of two and S a multiple of
-            # 128, so calls with other batch sizes and prompt lengths meet the same graphs
-            rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128
-        self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
-                             adapter.dtype, adapter.device, rows=rows,
-                             layer_devices=getattr(adapter, "layer_devices", None))
+        if cache is not None:  # a self-draft's view of the target's cache (engine/selfdraft.py)
+            self.cache, max_len = cache, cache.max_len
+        else:
+            if getattr(adapter, "static_shapes", False):
+                # static-shape forwards (engine/native.py): rows a power of two and S a multiple of
+                # 128, so calls with other batch sizes and prompt lengths meet the same graphs
+                rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128
+            self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
+                                 adapter.dtype, adapter.device, rows=rows,
+                                 layer_devices=getattr(adapter, "layer_devices", None))
         self.masks = MaskBuilder(batch, max_query, max_len, adapter.device)
         self.pad = pad
         self.node_ids = torch.arange(max(max_query, 1), device=adapter.device)  # [n]
@@ -77,7 +82,9 @@ class ModelRunner:
         s_max = int(root_slot_host.max())
         s_used = s_max + node_lo + n
         uniform = s_max + node_lo if int(root_slot_host.min()) == s_max else None
-        mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]), s_used)
+        # static-shape forwards attend over every slot: their mask is built that wide
+        mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]),
+                               self.cache.max_len if self.static else s_used)
         if uniform is not None:
             kv = KVView(self.cache, s_used, uniform_start=uniform)
         else:

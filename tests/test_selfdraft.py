@@ -1,0 +1,110 @@
+"""Self-drafts (the target's own first layers) share the target's cache of those layers
+(engine/selfdraft.py), and the adaptive depth's per-depth costs (engine/adaptive.py)."""
+
+import pytest
+import torch
+
+import cospec_ext
+from cospec_ext.engine import ConstantArbiter
+from cospec_ext.engine.adaptive import DepthController
+from cospec_ext.engine.adapter import HFAdapter
+from cospec_ext.engine.kv import KVCache
+from cospec_ext.engine.selfdraft import shared_prefix_layers
+from _models import EOS, PAD, first_layers, generate_greedy, prompts, self_draft, tiny
+
+MAX_NEW = 12
+
+
+def test_detects_a_self_draft_only():
+    target = tiny("llama", layers=3, seed=1)
+    ta = HFAdapter(target)
+    assert shared_prefix_layers(ta, HFAdapter(self_draft(target, 2))) == 2
+    assert shared_prefix_layers(ta, HFAdapter(first_layers(target, 2))) == 0  # equal weights, not the same modules
+    assert shared_prefix_layers(ta, ta) == 0
+    other = tiny("llama", layers=3, seed=2)
+    assert shared_prefix_layers(HFAdapter(other), HFAdapter(self_draft(target, 2))) == 0
+
+
+def test_prefix_view_follows_its_owner():
+    """The view is the owner's first layers; rollback and row compaction are the owner's only
+    (running them on the view too would move the shared layers twice)."""
+    torch.manual_seed(0)
+    owner = KVCache(3, 3, 2, 16, 4, torch.float32, torch.device("cpu"))
+    owner.data.normal_()
+    view = KVCache.prefix_of(owner, 2)
+    assert view.data.data_ptr() == owner.data.data_ptr() and view.data.shape == (2, 2, 3, 2, 16, 4)
+    before = owner.data.clone()
+    view.rollback(torch.tensor([2, 3, 4]), torch.tensor([[0, 2, -1]] * 3))
+    assert torch.equal(owner.data, before)
+    owner.rollback(torch.tensor([2, 3, 4]), torch.tensor([[0, 2, -1]] * 3))
+    assert torch.equal(owner.data[:, :, 0, :, 3], before[:, :, 0, :, 4])  # moved once
+    rolled = owner.data.clone()
+    owner.keep_rows([1, 2], 16)
+    view.keep_rows([1, 2], 16)
+    assert view.batch == 2 and view.active().shape[2] == 2
+    assert torch.equal(owner.data[:, :, 0], rolled[:, :, 1])  # twice would have brought row 2 here
+    assert torch.equal(owner.data[:, :, 1], rolled[:, :, 2])
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("compile", [False, True])
+def test_spd_with_a_self_draft_equals_generate(arch, compile):
+    """Greedy spd with the shared cache equals generate() token for token (left padding, rows
+    finishing apart, chains, dynamic and static trees), with no draft prefill."""
+    target = tiny(arch, layers=3, seed=1)
+    draft = self_draft(target, 1)
+    ids, mask = prompts(3, 2)
+    ref = generate_greedy(target, ids, mask, MAX_NEW)
+    for tree in ("chain:4", "chain:2;fixed", "tree:2,2;fixed", "static:-1,0,0,1"):
+        out = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree=tree, max_new_tokens=MAX_NEW,
+                                eos_token_id=EOS, pad_token_id=PAD, compile=compile)
+        diff = (out.sequences != ref).nonzero()
+        assert out.sequences.shape == ref.shape and diff.numel() == 0, f"{tree}: first mismatch {diff[:1]}"
+        assert out.stats.mean_accept_len > 1.0
+
+
+def test_shared_cache_holds_the_drafts_keys_and_values():
+    """The shared-cache self-draft proposes, round after round, the same trees as a copy of it
+    with a cache of its own (first_layers): its view of the target's cache holds the K/V it
+    would have computed, after accepted paths off the first children (rollback) and rows
+    finishing (compaction). It makes no prefill forward. cospec with an arbiter that accepts
+    every drafted token also outputs the same tokens."""
+    target = tiny("llama", layers=3, seed=1)
+    shared_d, own_d = self_draft(target, 2), first_layers(target, 2)
+    off_first = 0
+    for tree, seed in (("tree:2,2;fixed", 4), ("tree:3,2,4;fixed", 5), ("chain:3;fixed", 6)):
+        ids, mask = prompts(3, seed)
+        kw = dict(mode="spd", tree=tree, max_new_tokens=MAX_NEW, eos_token_id=EOS, pad_token_id=PAD,
+                  return_trace=True)
+        a = cospec_ext.decode(target, shared_d, ids, mask, **kw)
+        b = cospec_ext.decode(target, own_d, ids, mask, **kw)
+        assert torch.equal(a.sequences, b.sequences)
+        assert len(a.trace.steps) == len(b.trace.steps)
+        for sa, sb in zip(a.trace.steps, b.trace.steps):
+            assert torch.equal(sa["candidates"], sb["candidates"]), f"{tree}: round {sa['step']} drafted otherwise"
+            p = sa["path"]
+            off_first += int(((p[:, 1:] >= 0) & (p[:, 1:] != torch.arange(1, p.shape[1]))).any(1).sum())
+        assert a.stats.draft_forwards == b.stats.draft_forwards - 1  # the prefill
+    assert off_first > 0  # some accepted paths needed the rollback to move K/V
+    ids, mask = prompts(3, 4)
+    kw = dict(mode="cospec", arbiter=ConstantArbiter(1.0), tree="chain:3;fixed", max_new_tokens=MAX_NEW,
+              eos_token_id=EOS, pad_token_id=PAD)
+    shared = cospec_ext.decode(target, shared_d, ids, mask, **kw)
+    own = cospec_ext.decode(target, own_d, ids, mask, **kw)
+    assert shared.stats.arbiter_accepted > 0 and torch.equal(shared.sequences, own.sequences)
+
+
+def test_depth_follows_the_measured_cost_of_each_depth():
+    """A deep tree whose verification costs three plain steps is not chosen; with flat costs it is."""
+    c = DepthController(4, True, None)
+    c.succ, c.trials = 7.0, 10.0  # a = 0.7
+    c.observe_times(0, None, 1.0)
+    c.observe_times(1, 0.1, 1.0)
+    assert c.choose() == 4  # depths 2-4 unmeasured: as cheap as depth 1
+    c.observe_times(4, 0.1, 3.0)
+    assert c.round_costs()[4] == pytest.approx(3.4)
+    assert c.choose() == 3
+    fixed = DepthController(4, True, 0.1)  # a given cost ignores the timings
+    fixed.succ, fixed.trials = 7.0, 10.0
+    fixed.observe_times(4, 0.1, 3.0)
+    assert fixed.choose() == 4

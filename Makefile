@@ -73,6 +73,7 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/engine_overhead.py | tee bench/out/engine_overhead.txt
 	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 	$(VPY) bench/gemv_speed.py | tee bench/out/gemv_speed.txt
+	$(VPY) bench/forward_buckets.py | tee bench/out/forward_buckets.txt
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png

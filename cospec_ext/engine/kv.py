@@ -183,10 +183,9 @@ class MaskBuilder:
         B, nq, n = anc.shape
         m = self._buffer(B, nq, s_used)
         s = self.slot_ids[:s_used]
-        prefix = (s[None, :] >= pad[:, None]) & (s[None, :] < root_slot[:, None])  # [B, s_used]
-        m.copy_(prefix[:, None, None, :].expand(B, 1, nq, s_used))
-        idx = (root_slot[:, None, None, None] + self.slot_ids[:n]).expand(B, 1, nq, n)  # [B, 1, nq, n]
-        m.scatter_(3, idx, anc[:, None])
+        root4 = root_slot.view(B, 1, 1, 1)
+        m.copy_((s >= pad.view(B, 1, 1, 1)) & (s < root4))  # the prefix [B, 1, 1, s_used], broadcast over queries
+        m.scatter_(3, (root4 + self.slot_ids[:n]).expand(B, 1, nq, n), anc.view(B, 1, nq, n))
         return m
 
 

@@ -187,8 +187,10 @@ class SpecEngine:
         # the accepted tokens, then next_token (what follows it is cut by the count)
         new_tok = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
         new_tok.scatter_(1, v.accept_len[:, None], v.next_token[:, None])
-        kept, fin, acc, cons, arb = self._commit(new_tok, v.accept_len + 1,
-                                                 [v.accept_len, v.consulted.sum(1), v.arbiter_accepted.sum(1)])
+        arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
+        res = self._commit(new_tok, v.accept_len + 1, [v.accept_len, *arb_counts])  # CPU [3 (+2), B]
+        kept, fin, acc = res[0], res[1], res[2]
+        sums = res.sum(1).tolist()  # over the rows: kept, finished, accepted (, consulted, arbiter-accepted)
         if self.tp_check:
             _check_ranks_agree(new_tok, kept, self.rounds, self.tp_group)
         self.target.cache.rollback(root_slot, v.path)
@@ -205,12 +207,14 @@ class SpecEngine:
             self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
         self.rounds += 1
         self.row_rounds += B
-        self.committed += int(acc.sum()) + B
-        self.consulted += int(cons.sum())
-        self.arbiter_accepted += int(arb.sum())
+        self.committed += sums[2] + B
+        if arb_counts:
+            self.consulted += sums[3]
+            self.arbiter_accepted += sums[4]
         if self.trace is not None:
             self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
-        self._retire(fin.bool())
+        if sums[1]:
+            self._retire(fin.bool())
 
     def _hidden(self, parents: torch.Tensor, d: Draft) -> torch.Tensor:
         """float32 [B, N, sum(hidden_sizes)]: per hidden input, the last hidden state of the

@@ -34,7 +34,10 @@ def main(models: str, out: str) -> None:
         ids, mask = prompts(3, seed=7)  # left padding
         arb = LogisticArbiter(["t_logp_cand", "d_logp_cand"], [0.3, 1.0], 3.0)  # accepts at some mismatches
         for mode, kw in (("spd", {}), ("cospec", {"arbiter": arb})):
-            common = dict(mode=mode, tree="chain:3", max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD, **kw)
+            # adaptive depth at a given cost (what TP uses, timings never steer it), cheap enough
+            # that a random draft keeps drafting and the arbiter is consulted
+            common = dict(mode=mode, tree="chain:3;cost=0.1", max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD,
+                          **kw)
             tp = cospec_ext.decode(target_tp, draft, ids, mask, **common)
             one = cospec_ext.decode(target, draft, ids, mask, **common)
             results[f"{arch} {mode}"] = {"tp": tp.sequences.tolist(), "single": one.sequences.tolist(),

@@ -13,20 +13,28 @@ E[tokens] = sum_{j=0..D} a^j = (1 - a^(D+1)) / (1 - a); the controller picks the
 where t_draft is the time of one draft forward (a round of depth D makes D of them: the
 catch-up, then one per level but the last) and T(D) the time of the target's forward in
 rounds of depth D, which grows with the tree's node count once the forward is no longer
-pure overhead (a compiled CPU forward of 5 tokens costs twice one of 1). An unmeasured T(D)
-is taken equal to the nearest measured one below it (optimistic, so a depth is tried
-before it is ruled out); before any measurement c = 0.2.
+pure overhead (a compiled CPU forward of 5 tokens costs twice one of 1). T is kept
+monotone (T(D) = the largest measured T(k), k <= D, so an unmeasured depth is as cheap as
+the deepest measured one below it: tried before it is ruled out) and the unit is the
+smallest measured T; before T(0) is measured, c = t_draft / T(1), or 0.2.
 
 A draft that never agrees costs only the occasional probe (a depth-1 round after
 `probe_every` rounds at D = 0; the wait doubles after each probe that does not lift the
-estimate, up to `max_probe_every`). a is estimated from the observed accepted lengths (a
+estimate, up to `max_probe_every`; and it is at least (cost of a probe - 1) / PROBE_BUDGET
+rounds, so probing an expensive draft takes at most ~3% of the time). a is estimated from the observed accepted lengths (a
 truncated geometric: a row that accepted L of D levels counts L successes in L + [L < D]
 trials), exponentially forgotten.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+# A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
+# extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
+PROBE_BUDGET = 0.03
 
 
 class DepthController:
@@ -63,12 +71,19 @@ class DepthController:
         return None
 
     def round_costs(self) -> list[float]:
-        """Cost of a round of each depth 0..max_depth relative to a plain target step."""
-        t0 = self._target_time(0)
-        if self.fixed_cost is not None or not self.t_draft or t0 is None:
+        """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
+        A deeper tree never verifies faster than a shallower one, so T(d) is taken as the
+        largest measured T(k), k <= d, and the unit as the smallest measured T: a noisy T(0)
+        then cannot make drafting look cheaper than its draft forwards."""
+        if self.fixed_cost is not None or not self.t_draft or self._target_time(0) is None:
             c = self.cost
             return [1 + c * d for d in range(self.max_depth + 1)]
-        return [(self._target_time(d) + d * self.t_draft) / t0 for d in range(self.max_depth + 1)]
+        unit = min(self.t_target.values())
+        out, t = [], unit
+        for d in range(self.max_depth + 1):
+            t = max(t, self.t_target.get(d, t))
+            out.append((t + d * self.t_draft) / unit)
+        return out
 
     def choose(self) -> int:
         if not self.adaptive or self.max_depth == 0:
@@ -82,7 +97,9 @@ class DepthController:
                 best, best_val = d, val
         if best == 0:
             self.idle += 1
-            if self.idle >= self.wait:
+            # an expensive draft probes less often: its probes cost at most PROBE_BUDGET of the time
+            extra = (costs[1] - costs[0]) / costs[0]
+            if self.idle >= min(max(self.wait, math.ceil(extra / PROBE_BUDGET - 1e-9)), self.max_probe_every):
                 self.idle = 0
                 self.wait = min(2 * self.wait, self.max_probe_every)  # back off while probes fail
                 return 1
@@ -105,7 +122,14 @@ class DepthController:
         """Seconds per draft forward and of the target forward measured in a round of `depth`
         levels (draft_s None in a round without drafting)."""
         if draft_s:
-            self.t_draft = draft_s if self.t_draft is None else 0.7 * self.t_draft + 0.3 * draft_s
+            self.t_draft = _ema(self.t_draft, draft_s)
         if target_s:
-            old = self.t_target.get(depth)
-            self.t_target[depth] = target_s if old is None else 0.7 * old + 0.3 * target_s
+            self.t_target[depth] = _ema(self.t_target.get(depth), target_s)
+
+
+def _ema(old: float | None, x: float) -> float:
+    """0.7 old + 0.3 x, with x first clipped to [old / 2, 2 old]: one outlier (a forward that
+    loaded a graph, a pause of the OS) moves the estimate by at most 30%, not 30x."""
+    if old is None:
+        return x
+    return 0.7 * old + 0.3 * min(max(x, 0.5 * old), 2.0 * old)

@@ -5,9 +5,11 @@ by transformers through `gguf` and de-quantized to a float32 Llama), compiled vs
 
 Installed by `make bench` (requirements-bench.txt); never needed by `make test`. The draft is
 a self-draft: the model's own first `--draft-layers` layers with its final norm and head
-(modules shared, nothing copied). Methods, prompts (eight chat-formatted instructions) and
+(modules shared, nothing copied; the engine gives it a view of the target's cache of those
+layers, engine/selfdraft.py). Methods, prompts (eight chat-formatted instructions) and
 timing as bench/compile_speed.py: warm-up pass (compiles), then interleaved timed passes;
-every method's tokens are checked equal to generate()'s.
+every method's tokens are checked equal to generate()'s. Then per-pass ratios (same pass):
+spd / target-only, eager and compiled, and compiled target-only / generate().
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import copy
 import importlib.util
 import os
+import statistics
 
 import torch
 
@@ -93,6 +96,9 @@ def main() -> None:
         chunks = [encode(tok, PROMPTS[i:i + bs]) for i in range(0, len(PROMPTS), bs)]
         res = run(model, draft, chunks, METHODS, args.tree, args.max_new_tokens, eos, pad, args.repeats)
         print(table(res, bs), flush=True)
+        for a, b in (("spd", "target"), ("spd+compile", "target+compile"), ("target+compile", "generate")):
+            r = [x / y for x, y in zip(res[a]["tps"], res[b]["tps"])]  # per pass, same pass
+            print(f"  {a} / {b}: median {statistics.median(r):.2f}, min {min(r):.2f}, max {max(r):.2f}")
 
 
 if __name__ == "__main__":

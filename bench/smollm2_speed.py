@@ -15,7 +15,6 @@ spd / target-only, eager and compiled, and compiled target-only / generate().
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import os
 import statistics
@@ -23,6 +22,7 @@ import statistics
 import torch
 
 from compile_speed import METHODS, run, table
+from cospec_ext.engine.selfdraft import self_draft
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["What is 12 times 7?", "Name three primary colors.", "Write one sentence about the sea.",
@@ -48,22 +48,6 @@ def load(dtype=torch.float32):
     tok = AutoTokenizer.from_pretrained(d, gguf_file=GGUF)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=GGUF, dtype=dtype).eval()
     return model, tok
-
-
-def self_draft(model, layers: int):
-    """The model's first `layers` layers, its final norm and head, as a model of its own
-    (modules shared with `model`)."""
-    cfg = copy.deepcopy(model.config)
-    cfg.num_hidden_layers = layers
-    if getattr(cfg, "layer_types", None):
-        cfg.layer_types = cfg.layer_types[:layers]
-    with torch.device("meta"):
-        draft = type(model)(cfg)
-    draft.model.embed_tokens, draft.model.norm, draft.lm_head = model.model.embed_tokens, model.model.norm, model.lm_head
-    draft.model.layers = torch.nn.ModuleList(list(model.model.layers[:layers]))
-    draft.model.rotary_emb = model.model.rotary_emb
-    draft.generation_config = model.generation_config
-    return draft.eval()
 
 
 def encode(tok, prompts: list[str]):

@@ -73,18 +73,3 @@ def save_task_models(root, arbiter: bool = False):
         Arbiter(hidden=(8,)).save(root / "arbiter")
     return root
 
-
-def self_draft(model: torch.nn.Module, layers: int) -> torch.nn.Module:
-    """A self-draft: the model's first `layers` layers, embeddings, norm and head as a model of
-    its own, the modules shared with `model` (nothing copied; cf. first_layers)."""
-    d = {**model.config.to_dict(), "num_hidden_layers": layers}
-    if d.get("layer_types"):
-        d["layer_types"] = d["layer_types"][:layers]
-    with torch.device("meta"):
-        draft = model.__class__(model.config.__class__(**d))
-    inner = draft.model
-    inner.embed_tokens, inner.norm, draft.lm_head = model.model.embed_tokens, model.model.norm, model.lm_head
-    inner.layers = torch.nn.ModuleList(list(model.model.layers[:layers]))
-    inner.rotary_emb = model.model.rotary_emb
-    draft.generation_config = model.generation_config
-    return draft.eval()

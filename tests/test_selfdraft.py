@@ -9,8 +9,8 @@ from cospec_ext.engine import ConstantArbiter
 from cospec_ext.engine.adaptive import DepthController
 from cospec_ext.engine.adapter import HFAdapter
 from cospec_ext.engine.kv import KVCache
-from cospec_ext.engine.selfdraft import shared_prefix_layers
-from _models import EOS, PAD, first_layers, generate_greedy, prompts, self_draft, tiny
+from cospec_ext.engine.selfdraft import self_draft, shared_prefix_layers
+from _models import EOS, PAD, first_layers, generate_greedy, prompts, tiny
 
 MAX_NEW = 12
 
@@ -23,6 +23,8 @@ def test_detects_a_self_draft_only():
     assert shared_prefix_layers(ta, ta) == 0
     other = tiny("llama", layers=3, seed=2)
     assert shared_prefix_layers(HFAdapter(other), HFAdapter(self_draft(target, 2))) == 0
+    with pytest.raises(ValueError, match="`layers` must be in"):
+        self_draft(target, 3)  # all of them: not a draft
 
 
 def test_prefix_view_follows_its_owner():

@@ -58,24 +58,17 @@ class DepthController:
         """c: draft forward / target forward (given, measured at depth 1 or below, or 0.2)."""
         if self.fixed_cost is not None:
             return self.fixed_cost
-        t = self._target_time(1)
+        t = self.t_target.get(1) or self.t_target.get(0)
         if not self.t_draft or not t:
             return 0.2
         return self.t_draft / t
-
-    def _target_time(self, d: int) -> float | None:
-        """T(d): measured, else the nearest measured depth below d (None: nothing below)."""
-        for k in range(d, -1, -1):
-            if k in self.t_target:
-                return self.t_target[k]
-        return None
 
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
         A deeper tree never verifies faster than a shallower one, so T(d) is taken as the
         largest measured T(k), k <= d, and the unit as the smallest measured T: a noisy T(0)
         then cannot make drafting look cheaper than its draft forwards."""
-        if self.fixed_cost is not None or not self.t_draft or self._target_time(0) is None:
+        if self.fixed_cost is not None or not self.t_draft or 0 not in self.t_target:
             c = self.cost
             return [1 + c * d for d in range(self.max_depth + 1)]
         unit = min(self.t_target.values())

@@ -53,13 +53,13 @@ class Drafter:
         self.root_hidden: torch.Tensor | None = None  # [B, H] draft hidden state at the root
         w = runner.node_ids.shape[0]
         self.chain = torch.ones(w, w, dtype=torch.bool, device=dev).tril_()  # catch-up chunks' mask
-        self._ones_cache: torch.Tensor | None = None
 
     # -- catch-up -----------------------------------------------------------------------
     def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: torch.Tensor, total: torch.Tensor,
-                 total_host: torch.Tensor) -> torch.Tensor:
-        """Feeds seq[b, dlen[b]:total[b]] to the draft (ragged; at least the root; in chunks of at
-        most the mask buffer's width) and returns the draft's logits after the root, [B, V].
+                 total_host: torch.Tensor, root: torch.Tensor | None = None) -> torch.Tensor:
+        """Feeds seq[b, dlen[b]:total[b]] to the draft (ragged; at least the root, seq[b, total[b] - 1],
+        which the caller may pass as int64 [B]; in chunks of at most the mask buffer's width) and
+        returns the draft's logits after the root, [B, V].
         Afterwards the draft cache holds total[b] tokens.
 
         A chunk of P positions writes slots dlen[b] + j for every row, also past a row's last
@@ -70,8 +70,8 @@ class Drafter:
         width = self.runner.node_ids.shape[0]
         room = self.runner.cache.max_len - 1  # slots [0, room) may be written
         root_logits = root_hidden = None
-        if torch.equal(total_host - dlen_host, self._ones(B)):  # the usual round: the root alone
-            root = seq.gather(1, total[:, None] - 1)  # [B, 1]
+        if torch.equal(dlen_host + 1, total_host):  # the usual round: the root alone
+            root = seq.gather(1, total[:, None] - 1) if root is None else root[:, None]  # [B, 1]
             logits = self.runner.forward_nodes(root, dlen, dlen_host, 0, self.chain[None, :1, :1], 0)  # [B, 1, V]
             self.root_slot, self.root_slot_host = dlen, dlen_host
             self.root_hidden = self.runner.last_hidden[:, 0] if self.runner.want_hidden else None
@@ -99,13 +99,6 @@ class Drafter:
         self.root_slot_host = total_host - 1
         self.root_hidden = root_hidden
         return root_logits
-
-    def _ones(self, B: int) -> torch.Tensor:
-        """CPU int64 [B] of ones (cached per B)."""
-        o = self._ones_cache
-        if o is None or o.shape[0] != B:
-            o = self._ones_cache = torch.ones(B, dtype=torch.int64)
-        return o
 
     # -- tree expansion -----------------------------------------------------------------
     def _stop(self, scores: torch.Tensor) -> bool:

@@ -141,7 +141,7 @@ class SpecEngine:
         t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
         f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
         if depth > 0:
-            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h)
+            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h, root)
             d = self.drafter.draft(depth, root, root_logits, want_stats=self.arbiter is not None)
         else:
             d = Draft(root[:, None], *self.root_tree)
@@ -195,16 +195,17 @@ class SpecEngine:
             _check_ranks_agree(new_tok, kept, self.rounds, self.tp_group)
         self.target.cache.rollback(root_slot, v.path)
         self.total_h += kept
-        if depth > 0:
+        if self.shared:  # the target's forward wrote every committed token but the new root
+            self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
+        elif depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
             self.dlen_h = root_slot_h + (acc + 1).clamp(max=d.levels)
+        if depth > 0:
             nf = self.draft_runner.forwards - f_draft0
             self.ctrl.observe(d.levels, acc)
             self.ctrl.observe_times(d.levels, (self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
         elif self.drafter is not None:
             self.ctrl.observe_times(0, None, t_tgt)
-        if self.shared:  # the target's forward wrote every committed token but the new root
-            self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
         self.rounds += 1
         self.row_rounds += B
         self.committed += sums[2] + B

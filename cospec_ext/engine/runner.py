@@ -25,7 +25,7 @@ class ModelRunner:
         if cache is not None:  # a self-draft's view of the target's cache (engine/selfdraft.py)
             self.cache, max_len = cache, cache.max_len
         else:
-            if getattr(adapter, "static_shapes", False):
+            if self.static:
                 # static-shape forwards (engine/native.py): rows a power of two and S a multiple of
                 # 128, so calls with other batch sizes and prompt lengths meet the same graphs
                 rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128

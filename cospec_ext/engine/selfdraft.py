@@ -20,7 +20,30 @@ since its K/V come from the target's forwards (other batch shapes).
 
 from __future__ import annotations
 
+import copy
+
 import torch
+
+
+def self_draft(model: torch.nn.Module, layers: int) -> torch.nn.Module:
+    """A self-draft of a transformers Llama-style causal LM: its first `layers` layers, token
+    embeddings, rotary embedding, final norm and head as a model of its own, every module
+    shared with `model` (nothing copied), so decode gives it a view of the target's cache."""
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not 0 < layers < len(inner.layers):
+        n = len(getattr(inner, "layers", []))
+        raise ValueError(f"`layers` must be in [1, {n - 1}] (a model with .model.layers of {n}), got {layers}")
+    cfg = copy.deepcopy(model.config)
+    cfg.num_hidden_layers = layers
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = cfg.layer_types[:layers]
+    with torch.device("meta"):
+        draft = type(model)(cfg)
+    draft.model.embed_tokens, draft.model.norm, draft.lm_head = inner.embed_tokens, inner.norm, model.lm_head
+    draft.model.layers = torch.nn.ModuleList(list(inner.layers[:layers]))
+    draft.model.rotary_emb = inner.rotary_emb
+    draft.generation_config = model.generation_config
+    return draft.eval()
 
 
 def _layers(model):

@@ -382,3 +382,107 @@ def _kv_rollback_fake(cache, base_len, path):
     torch._check(cache.dim() >= 4, lambda: "cache must be [..., B, H, S, D]")
     torch._check(base_len.shape[0] == cache.shape[-4], lambda: "base_len must be [B]")
     return base_len.new_empty(base_len.shape)
+
+
+def commit_tokens(
+    seq: torch.Tensor, total: torch.Tensor, candidates: torch.Tensor, path: torch.Tensor,
+    accept_len: torch.Tensor, next_token: torch.Tensor, eos_ids: torch.Tensor, limit: int, *,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Appends a verification round's tokens to each row's sequence, in place.
+
+    Per row b, with count = accept_len[b] + 1 new tokens
+        t_j = candidates[b, path[b, j + 1]] (j < accept_len[b]),  t_{accept_len[b]} = next_token[b],
+    kept = min(e + 1, count, limit - total[b]) (at least 0), e the first j with t_j in
+    `eos_ids` (count when none); then seq[b, total[b] + j] = t_j for j < kept,
+    total[b] += kept, and the row is finished when it kept an EOS or reached `limit`.
+    (seq past total[b] + kept is left as it was.)
+
+    Args:
+        seq: int64 [B, S], written in place; total: int64 [B], each row's length, in place.
+        candidates, path: int64 [B, N], the tree's tokens and VerifyOutput.path (root first).
+        accept_len, next_token: int64 [B], from verify_tree.
+        eos_ids: int64 [E] (E may be 0). limit: the length at which a row is finished.
+        validate: check accept_len, the path entries read and the room in `seq` (one host
+            sync on CUDA; the CPU kernel always checks them, the CUDA kernel skips a bad row).
+    Returns:
+        int64 [3, B]: kept, finished (0/1), accept_len (one tensor: one copy to the host).
+    """
+    names = ("seq", "total", "candidates", "path", "accept_len", "next_token", "eos_ids")
+    args = (seq, total, candidates, path, accept_len, next_token, eos_ids)
+    dev = seq.device if isinstance(seq, torch.Tensor) else None
+    for name, t, dim in zip(names, args, (2, 1, 2, 2, 1, 1, 1)):
+        check.tensor(name, t, dtypes=_LONG, dim=dim, device=dev)
+    B, N = path.shape
+    for name, t in zip(names, args):
+        if name != "eos_ids" and t.shape[0] != B:
+            raise ValueError(f"`{name}` has {t.shape[0]} rows, `path` {B}: every argument but eos_ids is per row")
+    if tuple(candidates.shape) != (B, N) or N == 0:
+        raise ValueError(f"`candidates` must be [B, N] like `path` = {[B, N]} with N >= 1, got {list(candidates.shape)}")
+    if not isinstance(limit, int):
+        raise TypeError(f"`limit` must be an int, got {type(limit).__name__}")
+    if validate and not check.is_compiling() and B:
+        S = seq.shape[1]
+        upto = torch.minimum(accept_len + 1, limit - total).clamp(min=0)  # tokens that may be kept
+
+        def bad_row(what):
+            def explain(bad):
+                b = int(bad.nonzero()[0, 0])
+                raise ValueError(f"row {b}: {what} (accept_len = {int(accept_len[b])}, total = {int(total[b])}, "
+                                 f"limit = {limit}, S = {S}, N = {N})")
+            return explain
+
+        j = torch.arange(N, device=dev)[None, :]
+        read = (j >= 1) & (j <= accept_len[:, None]) & (j < upto[:, None])  # path entries read
+        check.run([((accept_len < 0) | (accept_len >= N), bad_row("`accept_len` must be in [0, N)")),
+                   ((total < 0) | (total + upto > S), bad_row("`seq` has no room for the kept tokens")),
+                   ((read & ((path < 0) | (path >= N))).any(1), bad_row("`path`[b, 1..accept_len] must be in [0, N)"))])
+    return _ops.commit_tokens(seq, total, candidates, path, accept_len, next_token, eos_ids, limit)
+
+
+@torch.library.register_fake("cospec::commit_tokens")
+def _commit_tokens_fake(seq, total, candidates, path, accept_len, next_token, eos_ids, limit):
+    torch._check(path.dim() == 2, lambda: "path must be [B, N]")
+    return path.new_empty((3, path.shape[0]))
+
+
+def tree_mask(out: torch.Tensor, pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor) -> torch.Tensor:
+    """The boolean attention mask (True = attend) of a forward over draft-tree nodes, in place:
+
+        out[b, 0, q, s] = (pad[b] <= s < root_slot[b])                    the committed prefix
+                          or (0 <= s - root_slot[b] < n and anc[b, q, s - root_slot[b]])
+
+    Args:
+        out: bool [B, 1, nq, S] (any strides without overlap), overwritten.
+        pad, root_slot: int64 [B]: left padding, slot of tree node 0 (root_slot + n <= S).
+        anc: bool [B or 1, nq, n]: anc[b, q, j] = node j is query q's node or an ancestor of it.
+    Returns `out`.
+    """
+    check.tensor("out", out, dtypes=(torch.bool,), dim=4)
+    dev = out.device
+    check.tensor("pad", pad, dtypes=_LONG, dim=1, device=dev)
+    check.tensor("root_slot", root_slot, dtypes=_LONG, dim=1, device=dev)
+    check.tensor("anc", anc, dtypes=(torch.bool,), dim=3, device=dev)
+    B, _, nq, S = out.shape
+    if out.shape[1] != 1 or pad.shape[0] != B or root_slot.shape[0] != B:
+        raise ValueError(f"`out` must be [B, 1, nq, S] and `pad`, `root_slot` [B]; got {list(out.shape)}, "
+                         f"{list(pad.shape)}, {list(root_slot.shape)}")
+    if anc.shape[0] not in (1, B) or anc.shape[1] != nq:
+        raise ValueError(f"`anc` must be [B or 1, nq, n] = [{B} or 1, {nq}, n], got {list(anc.shape)}")
+    n = anc.shape[2]
+    if not check.is_compiling() and B:
+        check.run([((root_slot < 0) | (root_slot + n > S), lambda bad: _raise(
+            f"`root_slot`[{int(bad.nonzero()[0, 0])}] + n = {int(root_slot[bad].view(-1)[0])} + {n} must be "
+            f"within the mask's S = {S} slots"))])
+    _ops.tree_mask(out, pad, root_slot, anc)
+    return out
+
+
+def _raise(msg: str):
+    raise ValueError(msg)
+
+
+@torch.library.register_fake("cospec::tree_mask")
+def _tree_mask_fake(out, pad, root_slot, anc):
+    torch._check(out.dim() == 4, lambda: "out must be [B, 1, nq, S]")
+    return None

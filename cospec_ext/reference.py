@@ -207,6 +207,27 @@ def kv_rollback_ref(cache: torch.Tensor, base_len: torch.Tensor, path: torch.Ten
     return new_len
 
 
+def commit_tokens_ref(seq, total, candidates, path, accept_len, next_token, eos_ids, limit: int) -> torch.Tensor:
+    """Row by row in Python: build the round's tokens, cut at the first EOS and at `limit`,
+    append them (seq and total in place); returns int64 [3, B]: kept, finished, accept_len."""
+    B = path.shape[0]
+    eos = set(eos_ids.tolist())
+    out = torch.zeros(3, B, dtype=torch.int64)
+    for b in range(B):
+        a, t = int(accept_len[b]), int(total[b])
+        toks = [int(candidates[b, int(path[b, j + 1])]) for j in range(a)] + [int(next_token[b])]
+        hit = next((j for j, x in enumerate(toks) if x in eos), None)
+        if hit is not None:
+            toks = toks[: hit + 1]
+        room = limit - t
+        kept = max(min(len(toks), room), 0)
+        for j in range(kept):
+            seq[b, t + j] = toks[j]
+        total[b] = t + kept
+        out[:, b] = torch.tensor([kept, int((hit is not None and hit < kept) or kept >= room), a])
+    return out.to(seq.device)
+
+
 def cospec_decode_ref(target, draft, prompt: list[int], k: int, max_new_tokens: int, eos_ids=(),
                       arbiter=None, threshold: float = 0.5) -> list[int]:
     """The CoSpec walk over a chain of k drafted tokens, written for clarity: no caches
@@ -246,4 +267,17 @@ def cospec_decode_ref(target, draft, prompt: list[int], k: int, max_new_tokens: 
                 out.append(tok)
                 if tok in eos_ids or len(out) >= max_new_tokens:
                     break
+    return out
+
+
+def tree_mask_ref(pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor, S: int) -> torch.Tensor:
+    """bool [B, 1, nq, S] slot by slot: the prefix [pad, root_slot), then the tree's slots."""
+    B, (_, nq, n) = pad.shape[0], anc.shape
+    out = torch.zeros(B, 1, nq, S, dtype=torch.bool)
+    for b in range(B):
+        p, r = int(pad[b]), int(root_slot[b])
+        for q in range(nq):
+            for s in range(S):
+                j = s - r
+                out[b, 0, q, s] = bool(anc[b if anc.shape[0] > 1 else 0, q, j]) if 0 <= j < n else p <= s < r
     return out

@@ -33,4 +33,12 @@ TORCH_LIBRARY(cospec, m) {
   // Compacts the accepted path of each tree to the front of the KV cache [..., B, H, S, D],
   // in place; returns the new lengths base_len + |path|.
   m.def("kv_rollback(Tensor(a!) cache, Tensor base_len, Tensor path) -> Tensor");
+  // Appends each row's accepted tokens and next token to its sequence, cut at the first EOS
+  // and at `limit`, in place; returns int64 [3, B]: kept, finished, accept_len.
+  m.def(
+      "commit_tokens(Tensor(a!) seq, Tensor(b!) total, Tensor candidates, Tensor path, Tensor "
+      "accept_len, Tensor next_token, Tensor eos_ids, int limit) -> Tensor");
+  // The attention mask of a forward over tree nodes, written into `out` [B, 1, nq, S]: the
+  // committed prefix [pad, root_slot) and each query's ancestors-or-self at root_slot + j.
+  m.def("tree_mask(Tensor(a!) out, Tensor pad, Tensor root_slot, Tensor anc) -> ()");
 }

@@ -8,7 +8,7 @@ import torch
 
 import cospec_ext
 
-OPS = ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback"]
+OPS = ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features", "commit_tokens", "tree_mask"]
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -34,6 +34,13 @@ def samples(device):
             (d(torch.randn(5, 6).bfloat16()), d(torch.randn(8, 6)), d(torch.randn(8)), d(torch.randn(4, 8)), d(torch.randn(4)), d(torch.randn(4)), d(torch.randn(1)), "relu"),
         ],
         "kv_rollback": [(d(cache), d(torch.tensor([0, 5, 11])), d(path))],
+        "tree_mask": [(d(torch.zeros(3, 1, 9, 40, dtype=torch.bool)), d(torch.tensor([0, 3, 1])),
+                       d(torch.tensor([4, 20, 31])), d(torch.rand(3, 9, 9, generator=g) < 0.5)),
+                      (d(torch.zeros(3, 1, 4, 40, dtype=torch.bool)), d(torch.tensor([0, 3, 1])),
+                       d(torch.tensor([4, 20, 31])), d(torch.rand(1, 4, 9, generator=g) < 0.5))],
+        "commit_tokens": [(d(torch.randint(0, 301, (3, 30), generator=g)), d(torch.tensor([2, 9, 20])), d(cand),
+                           d(path), d(reference.verify_tree_ref(cand, par, x).accept_len),
+                           d(torch.tensor([5, 6, 7])), d(torch.tensor([int(cand[0, 1])])), 27)],
         "node_features": [
             (d(x), d(cand), d(par), d(depth), d(torch.randint(0, 3, (3, 9), generator=g)),
              d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
@@ -46,7 +53,8 @@ def samples(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features"])
+@pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
+                                "commit_tokens", "tree_mask"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 # A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
 # extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
@@ -101,13 +100,13 @@ class DepthController:
             self.wait = self.probe_every
         return best
 
-    def observe(self, depth: int, accepted: torch.Tensor) -> None:
-        """accepted: CPU int64 [B], levels accepted by each row in a round of this depth."""
-        n = accepted.numel()
+    def observe(self, depth: int, accepted: list[int]) -> None:
+        """accepted: levels accepted by each row in a round of this depth."""
+        n = len(accepted)
         if depth == 0 or n == 0:
             return
-        s = float(accepted.sum())
-        t = s + float((accepted < depth).sum())
+        s = sum(accepted)
+        t = s + sum(a < depth for a in accepted)
         self.succ = self.decay * self.succ + s / n
         self.trials = self.decay * self.trials + t / n
 

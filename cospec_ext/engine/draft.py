@@ -125,18 +125,20 @@ class Drafter:
         logits, last = root_logits[:, None], 0  # [B, 1, V]: level 0
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
-            ls = ops.logit_stats(logits, validate=False)
-            par = st.parents[lo:hi] - plo  # [n] local parent index
-            if st.kmax == 1:  # chain: the argmax (ties: lowest id, like torch.argmax)
-                cand[:, lo:hi] = ls.argmax[:, par]
+            par = st.local_parents[d]  # [n] index of each node's parent in the previous level
+            if st.kmax == 1 and not conf:  # a chain (one node per level): the argmax (ties: lowest id)
+                cand[:, lo:hi] = logits.argmax(-1)
             else:
-                topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
-                cand[:, lo:hi] = topi[:, par, st.rank[lo:hi]]
-            if logp_cand is not None:  # the candidate's logit, less the parent row's logsumexp
-                val = ls.max_logit[:, par] if st.kmax == 1 else topv[:, par, st.rank[lo:hi]].float()
-                logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
-            if score is not None:
-                score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
+                ls = _stats(logits)
+                if st.kmax == 1:
+                    cand[:, lo:hi] = ls.argmax[:, par]
+                else:
+                    topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
+                    cand[:, lo:hi] = topi[:, par, st.rank[lo:hi]]
+                if conf:  # the candidate's logit, less the parent row's logsumexp
+                    val = ls.max_logit[:, par] if st.kmax == 1 else topv[:, par, st.rank[lo:hi]].float()
+                    logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
+                    score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
             last = d
             if d == depth or (conf and self._stop(score[:, lo:hi])):
                 break
@@ -148,8 +150,8 @@ class Drafter:
         if want_stats:  # gathered only if the arbiter reads them
             par = st.parents[None, :n].clamp(min=0)
             stats = _LazyStats(lambda: rec.at_parents(par, B))
-        return Draft(cand[:, :n], st.parents[None, :n], st.depth[None, :n], st.anc[None, :n, :n],
-                     st.rank[None, :n], None, n, last, stats)
+        parents, dep, anc, rank = st.prefix(n)
+        return Draft(cand[:, :n], parents, dep, anc, rank, None, n, last, stats)
 
     def _draft_dynamic(self, depth, root, root_logits, want_stats) -> Draft:
         K, B, dev = self.spec.topk, root.shape[0], root.device
@@ -166,7 +168,7 @@ class Drafter:
         logits, plo, last = root_logits[:, None], 0, 0
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
-            ls = ops.logit_stats(logits, validate=False)
+            ls = _stats(logits)
             topv, topi = logits.topk(K, dim=-1)  # [B, n_prev, K]
             lp = (topv.float() - ls.logsumexp[..., None]).flatten(1)  # [B, n_prev * K]
             s = (score[:, plo : plo + n_prev, None] + lp.view(B, n_prev, K)).flatten(1)  # [B, n_prev * K]
@@ -218,6 +220,11 @@ class Drafter:
             path = full
         self.runner.cache.rollback(self.root_slot, path)
         return self.root_slot + torch.clamp(accept_len + 1, max=d.levels)
+
+
+def _stats(logits: torch.Tensor) -> ops.LogitStats:
+    """ops.logit_stats of the draft's own logits: the kernel without the wrapper's checks."""
+    return ops.LogitStats(*torch.ops.cospec.logit_stats(logits, None, None))
 
 
 class _LazyStats(dict):

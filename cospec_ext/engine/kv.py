@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from .. import ops
 
 
 class KVCache:
@@ -81,10 +80,11 @@ class KVCache:
         """
         if self.owner is not None:  # the owner's rollback moves these layers
             return
-        for p in self.parts:
-            d, nb = p.device, p.device.type == "cuda"  # (a copy to the CPU must block)
-            ops.kv_rollback(p[:, :, : self.batch], root_slot.to(d, non_blocking=nb), path.to(d, non_blocking=nb),
-                            validate=False)
+        for p in self.active_parts:  # the engine's own tensors: the kernel without the wrapper's checks
+            if p.device != root_slot.device:  # a model spread over devices (a copy to the CPU must block)
+                nb = p.device.type == "cuda"
+                root_slot, path = root_slot.to(p.device, non_blocking=nb), path.to(p.device, non_blocking=nb)
+            torch.ops.cospec.kv_rollback(p, root_slot, path)
 
     def keep_rows(self, keep: list[int], upto: int) -> None:
         """Compacts rows `keep` (increasing) to the front; only slots [0, upto) are moved (by the
@@ -99,6 +99,7 @@ class KVCache:
         """The active rows, and per layer their (K, V) views [batch, H, S, D], made once per
         batch change instead of sliced in every forward's every layer."""
         self.batch = batch
+        self.active_parts = [p[:, :, :batch] for p in self.parts]  # [2, L_part, batch, H, S, D]
         self.active_kv = [(k[:batch], v[:batch]) for k, v in self.layer_kv]
 
 
@@ -160,7 +161,6 @@ class MaskBuilder:
 
     def __init__(self, batch: int, max_query: int, max_len: int, device: torch.device):
         self.buf = torch.zeros(batch, 1, max_query, max_len, dtype=torch.bool, device=device)
-        self.slot_ids = torch.arange(max_len, device=device)  # [S]
         self.max_len = max_len
         self._full: dict[int, torch.Tensor] = {}  # nq -> bool [batch, 1, nq, S], contiguous
 
@@ -177,15 +177,13 @@ class MaskBuilder:
         return full[:B]
 
     def tree(self, pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor, s_used: int) -> torch.Tensor:
-        """pad, root_slot: int64 [B]; anc: bool [B, nq, n] ancestor-or-self rows of the queries
-        over the tree's first n nodes (root_slot + n <= s_used) -> bool view [B, 1, nq, s_used]
-        (valid until the next call with the same nq)."""
-        B, nq, n = anc.shape
+        """pad, root_slot: int64 [B]; anc: bool [B or 1, nq, n] ancestor-or-self rows of the
+        queries over the tree's first n nodes (root_slot + n <= s_used) -> bool view
+        [B, 1, nq, s_used] (valid until the next call with the same nq), written by one
+        `tree_mask` kernel (the engine's own tensors: without the wrapper's checks)."""
+        B, nq = root_slot.shape[0], anc.shape[1]
         m = self._buffer(B, nq, s_used)
-        s = self.slot_ids[:s_used]
-        root4 = root_slot.view(B, 1, 1, 1)
-        m.copy_((s >= pad.view(B, 1, 1, 1)) & (s < root4))  # the prefix [B, 1, 1, s_used], broadcast over queries
-        m.scatter_(3, (root4 + self.slot_ids[:n]).expand(B, 1, nq, n), anc.view(B, 1, nq, n))
+        torch.ops.cospec.tree_mask(m, pad, root_slot, anc)
         return m
 
 

@@ -19,6 +19,8 @@ import time
 import torch
 
 from .. import ops
+
+_raw = torch.ops.cospec  # the kernels without the wrappers' Python checks: for the engine's own tensors
 from .adaptive import DepthController
 from .adapter import ModelAdapter
 from .draft import Draft, Drafter
@@ -105,29 +107,26 @@ class SpecEngine:
         probs = torch.softmax(logits.float() / self.T, dim=-1)
         return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
 
-    def _commit(self, new_tok: torch.Tensor, count: torch.Tensor, extra: list[torch.Tensor]) -> torch.Tensor:
-        """Appends the first count[b] of new_tok [B, W] to each row, cut after EOS and at
-        max_new_tokens, and advances `total` by the kept tokens (all count[b] of them unless
-        the row finished). Returns CPU int64 [2 + len(extra), B]: kept, finished, *extra (the
-        step's one host sync)."""
-        j = self.node_ids[: new_tok.shape[1]]
-        is_eos = torch.isin(new_tok, self.eos) & (j[None, :] < count[:, None])
-        hit = is_eos.any(1)
-        kept = torch.where(hit, is_eos.int().argmax(1) + 1, count)
-        room = (self.P + self.max_new) - self.total  # tokens each row may still generate
-        kept = torch.minimum(kept, room)
-        finished = hit | (kept >= room)
-        self.seq.scatter_(1, self.total[:, None] + j, new_tok)
-        self.total += kept
-        return torch.stack([kept, finished.long(), *extra]).cpu()
+    def _commit(self, cand: torch.Tensor, path: torch.Tensor, accept_len: torch.Tensor, next_token: torch.Tensor,
+                extra: list[torch.Tensor]) -> torch.Tensor:
+        """Appends each row's accepted tokens (cand [B, N] along path [B, N]) and next_token [B],
+        cut after EOS and at max_new_tokens, to `seq`, advancing `total` (ops.commit_tokens,
+        one kernel; the engine's own tensors, so the raw op). Returns CPU int64
+        [3 + len(extra), B]: kept, finished, accept_len, *extra (the round's one host sync)."""
+        counts = _raw.commit_tokens(self.seq, self.total, cand, path, accept_len, next_token, self.eos,
+                                    self.P + self.max_new)  # [3, B]
+        if extra:
+            counts = torch.cat([counts, torch.stack(extra)])
+        return counts.cpu()
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, input_ids: torch.Tensor) -> None:
         logits = self.target.prefill(input_ids)  # [B, V]
         if self.draft_runner is not None and not self.shared:
             self.draft_runner.prefill(input_ids)
-        first = self._pick(logits)
-        kept, fin = self._commit(first[:, None], torch.ones_like(first), [])
+        first = self._pick(logits)  # [B]
+        zeros = torch.zeros_like(first)
+        kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
         self.total_h += kept
         self._retire(fin.bool())
         while self.rows.numel():
@@ -152,7 +151,8 @@ class SpecEngine:
         t_tgt0 = self.target.seconds
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         t_tgt = self.target.seconds - t_tgt0
-        ls = ops.logit_stats(logits, validate=False) if self.arbiter is not None else None  # for its argmax
+        # for its argmax (the engine's own logits: the kernel without the wrapper's checks)
+        ls = ops.LogitStats(*_raw.logit_stats(logits, None, None)) if self.arbiter is not None else None
         accept = feats = probs = hid = None
         # Greedy, the arbiter is consulted only where a drafted token differs from the target's
         # choice: on the CPU (where reading the check costs no device sync) a round whose every
@@ -177,21 +177,19 @@ class SpecEngine:
                 accept = probs >= self.threshold
             accept[:, 0] = False
         if self.T == 0.0 and ls is not None:  # the arbiter's features already needed the argmax
-            v = ops.verify_tree(cand, parents, None, accept, target_argmax=ls.argmax, validate=False)
+            v = _verify(cand, parents, None, ls.argmax, accept)
         elif self.T == 0.0:  # reads only the rows of the nodes the walk visits
-            v = ops.verify_tree(cand, parents, logits, validate=False)
+            v = _verify(cand, parents, logits)
         else:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
-            v = ops.verify_tree(cand, parents, logits, accept, self.T, u, validate=False)
-        acc_tok = cand.gather(1, v.path.clamp(min=0))  # [B, N], root first
-        # the accepted tokens, then next_token (what follows it is cut by the count)
-        new_tok = torch.cat([acc_tok[:, 1:], v.next_token[:, None]], dim=1)
-        new_tok.scatter_(1, v.accept_len[:, None], v.next_token[:, None])
+            v = _verify(cand, parents, logits, None, accept, self.T, u)
         arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
-        res = self._commit(new_tok, v.accept_len + 1, [v.accept_len, *arb_counts])  # CPU [3 (+2), B]
-        kept, fin, acc = res[0], res[1], res[2]
+        res = self._commit(cand, v.path, v.accept_len, v.next_token, arb_counts)  # CPU [3 (+2), B]
+        kept, fin = res[0], res[1]
+        acc_l = res[2].tolist()  # levels accepted per row
         sums = res.sum(1).tolist()  # over the rows: kept, finished, accepted (, consulted, arbiter-accepted)
         if self.tp_check:
+            new_tok = torch.cat([cand.gather(1, v.path.clamp(min=0))[:, 1:], v.next_token[:, None]], dim=1)
             _check_ranks_agree(new_tok, kept, self.rounds, self.tp_group)
         self.target.cache.rollback(root_slot, v.path)
         self.total_h += kept
@@ -199,10 +197,10 @@ class SpecEngine:
             self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
         elif depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
-            self.dlen_h = root_slot_h + (acc + 1).clamp(max=d.levels)
+            self.dlen_h = root_slot_h + res[2].clamp(max=d.levels - 1) + 1
         if depth > 0:
             nf = self.draft_runner.forwards - f_draft0
-            self.ctrl.observe(d.levels, acc)
+            self.ctrl.observe(d.levels, acc_l)
             self.ctrl.observe_times(d.levels, (self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
         elif self.drafter is not None:
             self.ctrl.observe_times(0, None, t_tgt)
@@ -263,6 +261,12 @@ class SpecEngine:
         new = self.out[:, :T]
         after = torch.arange(T)[None, :] >= self.out_len[:, None]
         return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
+
+
+def _verify(cand, parents, logits=None, argmax=None, accept=None, temperature=0.0, uniforms=None) -> ops.VerifyOutput:
+    """ops.verify_tree on the engine's own tensors: the kernel (which checks types and shapes
+    itself), without the wrapper's Python checks."""
+    return ops.VerifyOutput(*_raw.verify_tree(cand, parents, logits, argmax, accept, temperature, uniforms))
 
 
 def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int, group=None) -> None:

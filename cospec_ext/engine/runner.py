@@ -83,8 +83,7 @@ class ModelRunner:
         s_used = s_max + node_lo + n
         uniform = s_max + node_lo if int(root_slot_host.min()) == s_max else None
         # static-shape forwards attend over every slot: their mask is built that wide
-        mask = self.masks.tree(self.pad, root_slot, anc.expand(B, n, anc.shape[-1]),
-                               self.cache.max_len if self.static else s_used)
+        mask = self.masks.tree(self.pad, root_slot, anc, self.cache.max_len if self.static else s_used)
         if uniform is not None:
             kv = KVView(self.cache, s_used, uniform_start=uniform)
         else:

@@ -165,3 +165,15 @@ class StaticTables:
             if i:
                 anc[i] |= anc[parents[i]]
         self.anc = anc.to(device)  # [N, N]: anc[i, j] = j is i or an ancestor of i
+        # per level d >= 1: each node's parent as an index into level d - 1's nodes
+        self.local_parents = [None] + [self.parents[lo:hi] - self.levels[d - 1][0]
+                                       for d, (lo, hi) in enumerate(self.levels) if d]
+        self._prefix: dict[int, tuple] = {}
+
+    def prefix(self, n: int) -> tuple:
+        """(parents, depth, anc, rank) of the first n nodes as [1, n] / [1, n, n] views, made once per n."""
+        hit = self._prefix.get(n)
+        if hit is None:
+            hit = self._prefix[n] = (self.parents[None, :n], self.depth[None, :n], self.anc[None, :n, :n],
+                                     self.rank[None, :n])
+        return hit

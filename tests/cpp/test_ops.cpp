@@ -90,6 +90,22 @@ Tensor kv_rollback(Tensor& cache, const Tensor& base_len, const Tensor& path) {
   return op.call(cache, base_len, path);
 }
 
+Tensor commit_tokens(Tensor& seq, Tensor& total, const Tensor& cand, const Tensor& path,
+                     const Tensor& acc, const Tensor& next, const Tensor& eos, int64_t limit) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("cospec::commit_tokens", "")
+                       .typed<Tensor(Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                     const Tensor&, const Tensor&, int64_t)>();
+  return op.call(seq, total, cand, path, acc, next, eos, limit);
+}
+
+void tree_mask(Tensor& out, const Tensor& pad, const Tensor& root, const Tensor& anc) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("cospec::tree_mask", "")
+                       .typed<void(Tensor&, const Tensor&, const Tensor&, const Tensor&)>();
+  op.call(out, pad, root, anc);
+}
+
 Tensor node_features(const Tensor& logits, const Tensor& cand, const Tensor& par, const Tensor& depth,
                      const Tensor& rank, const Tensor& ngen, const Tensor& dlogits, int64_t levels) {
   static auto op = c10::Dispatcher::singleton()
@@ -337,6 +353,51 @@ void test_kv_rollback() {
   EXPECT(at::equal(big.narrow(0, 0, 1), big_before.narrow(0, 0, 1)), "outside the slice changed");
 }
 
+// ---- (c2) commit_tokens -------------------------------------------------------------------------
+
+void test_commit_tokens() {
+  // Row 0 accepted nodes 2, 3 (tokens 7, 3) then next 8; row 1 accepted nothing (next 6);
+  // row 2 accepted node 1 (token 5, an EOS): 5 kept, finished; row 3 has room for one token.
+  const Tensor cand = longs({9, 5, 7, 3, 9, 5, 7, 3, 9, 5, 7, 3, 9, 5, 7, 3}, {4, 4});
+  const Tensor path = longs({0, 2, 3, -1, 0, -1, -1, -1, 0, 1, -1, -1, 0, 1, 2, 3}, {4, 4});
+  const Tensor acc = longs({2, 0, 1, 3}, {4}), next = longs({8, 6, 4, 1}, {4});
+  Tensor seq = at::full({4, 10}, -1, at::kLong);
+  Tensor total = longs({2, 5, 0, 8}, {4});
+  const Tensor counts = commit_tokens(seq, total, cand, path, acc, next, longs({5}, {1}), 9);
+  EXPECT(at::equal(counts, longs({3, 1, 1, 1, 0, 0, 1, 1, 2, 0, 1, 3}, {3, 4})), "counts ", counts);
+  EXPECT(at::equal(total, longs({5, 6, 1, 9}, {4})), "total ", total);
+  const Tensor want = longs({-1, -1, 7, 3, 8, -1, -1, -1, -1, -1,  //
+                             -1, -1, -1, -1, -1, 6, -1, -1, -1, -1,  //
+                             5, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                             -1, -1, -1, -1, -1, -1, -1, -1, 5, -1},
+                            {4, 10});
+  EXPECT(at::equal(seq, want), "seq ", seq);
+  // A path entry past N is refused before anything is written.
+  Tensor seq2 = at::zeros({1, 4}, at::kLong), total2 = longs({0}, {1});
+  bool threw = false;
+  try {
+    commit_tokens(seq2, total2, longs({1, 2}, {1, 2}), longs({0, 2}, {1, 2}), longs({1}, {1}),
+                  longs({3}, {1}), longs({}, {0}), 4);
+  } catch (const c10::Error&) {
+    threw = true;
+  }
+  EXPECT(threw && total2.item<int64_t>() == 0, "commit_tokens with a path entry >= N must throw");
+}
+
+void test_tree_mask() {
+  // Row 0: pad 1, root 3, a chain of 2 nodes; row 1: pad 0, root 5 (S = 8), the same tree.
+  const Tensor anc = at::tril(at::ones({2, 2}, at::kBool)).unsqueeze(0);  // [1, 2, 2]
+  Tensor out = at::ones({2, 1, 2, 8}, at::kBool);
+  tree_mask(out, longs({1, 0}, {2}), longs({3, 5}, {2}), anc);
+  const Tensor want = longs({0, 1, 1, 1, 0, 0, 0, 0,  //
+                             0, 1, 1, 1, 1, 0, 0, 0,  //
+                             1, 1, 1, 1, 1, 1, 0, 0,  //
+                             1, 1, 1, 1, 1, 1, 1, 0},
+                            {2, 1, 2, 8})
+                            .to(at::kBool);
+  EXPECT(at::equal(out, want), "tree_mask ", out);
+}
+
 // ---- (d) arbiter_score --------------------------------------------------------------------------
 
 void test_arbiter_score() {
@@ -494,7 +555,8 @@ int run(const char* name, void (*fn)()) {
 }  // namespace
 
 int main() {
-  for (const char* op : {"verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features"}) {
+  for (const char* op : {"verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
+                         "commit_tokens", "tree_mask"}) {
     const auto h = c10::Dispatcher::singleton().findOp({std::string("cospec::") + op, ""});
     if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
       std::fprintf(stderr, "cospec::%s has no CPU kernel: was libcospec_kernels linked "
@@ -512,6 +574,8 @@ int main() {
   run("logit_stats", test_logit_stats);
   run("logit_stats special rows", test_logit_stats_special_rows);
   run("kv_rollback", test_kv_rollback);
+  run("commit_tokens", test_commit_tokens);
+  run("tree_mask", test_tree_mask);
   run("arbiter_score", test_arbiter_score);
   run("node_features", test_node_features);
   run("bad_inputs", test_bad_inputs);

@@ -272,3 +272,58 @@ def case_special_rows(gen):
                      cuda_ops.node_features(xs.cuda(), c2.cuda(), p2.cuda(), z.cuda(), z.cuda(),
                                             torch.zeros(2, dtype=torch.int64).cuda(), xs.cuda(), 5),
                      cuda_ops.node_features(xs, c2, p2, z, z, torch.zeros(2, dtype=torch.int64), xs, 5), (1e-4, 1e-3))
+
+
+def case_round_ops(gen, B: int = 5, N: int = 9, S: int = 64):
+    """commit_tokens and tree_mask (the engine's per-round kernels), CUDA vs the CPU kernel on
+    the same inputs; outputs of the CUDA call poisoned first (the mask buffer filled with
+    0xFF-like True, seq with -1 past each row's length), then garbage values that the CUDA
+    kernels must survive without a fault."""
+    from cospec_ext import reference
+
+    cand, par, x = G.make_tree(B, N, 40, torch.float32, gen)
+    v = reference.verify_tree_ref(cand, par, x)
+    seq = torch.randint(0, 40, (B, S), generator=gen)
+    total = torch.randint(1, S - N, (B,), generator=gen)
+    eos = torch.tensor([int(cand[0, 1]), 7])
+    for limit in (S, int(total.min()) + 2):
+        want_seq, want_total = seq.clone(), total.clone()
+        want = cuda_ops.commit_tokens(want_seq, want_total, cand, v.path, v.accept_len, v.next_token, eos, limit)
+        got_seq, got_total = seq.cuda(), total.cuda()
+        got = poisoned(lambda: cuda_ops.commit_tokens(got_seq.copy_(seq), got_total.copy_(total), cand.cuda(),
+                                                      v.path.cuda(), v.accept_len.cuda(), v.next_token.cuda(),
+                                                      eos.cuda(), limit))
+        G.report(f"commit_tokens B={B} N={N} limit={limit}",
+                 G.first_problem(G.exact("counts", got, want), G.exact("seq", got_seq, want_seq),
+                                 G.exact("total", got_total, want_total)))
+    anc = torch.zeros(B, N, N, dtype=torch.bool)
+    for i in range(N):
+        anc[:, i, i] = True
+        if i:
+            anc[:, i] |= anc[torch.arange(B), par[:, i]]
+    root = torch.randint(0, S - N + 1, (B,), generator=gen)
+    pad = torch.minimum(torch.randint(0, S, (B,), generator=gen), root)
+    for lo, shared in ((0, False), (N // 2, False), (0, True)):
+        a = (anc[:1] if shared else anc)[:, lo:, :]
+        want = torch.zeros(B, 1, N - lo, S, dtype=torch.bool)
+        cuda_ops.tree_mask(want, pad, root, a)
+        buf = torch.ones(B + 1, 1, N + 2, S + 5, dtype=torch.bool, device="cuda")  # every entry True
+        view = buf[:B, :, : N - lo, :S]
+        cuda_ops.tree_mask(view, pad.cuda(), root.cuda(), a.cuda())
+        outside = buf.clone()
+        outside[:B, :, : N - lo, :S] = True
+        G.report(f"tree_mask B={B} S={S} queries {lo}..{N} shared={shared} (strided out)",
+                 G.first_problem(G.exact("mask", view, want),
+                                 None if bool(outside.all()) else "wrote outside its view"))
+    # garbage (3 rows): out-of-range accept_len / path / total, roots past S: no fault, bad rows untouched
+    gseq = torch.zeros(3, S, dtype=torch.int64, device="cuda")
+    gtot = torch.tensor([-3, S, S - 1], device="cuda")
+    acc = torch.tensor([N + 5, -2, 3], device="cuda")
+    path = torch.randint(-9, 3 * N, (3, N), generator=gen).cuda()
+    counts = cuda_ops.commit_tokens(gseq, gtot, cand[:3].cuda(), path, acc, v.next_token[:3].cuda(), eos.cuda(), S)
+    cuda_ops.tree_mask(torch.zeros(3, 1, N, S, dtype=torch.bool, device="cuda"), torch.full((3,), -5, device="cuda"),
+                       torch.tensor([S, -7, 10**9], device="cuda"), anc[:3].cuda())
+    torch.cuda.synchronize()
+    bad = counts[0, :2].tolist() == [0, 0] and counts[1, :2].tolist() == [1, 1]
+    G.report("commit_tokens / tree_mask garbage inputs (no fault; bad rows reported finished, kept 0)",
+             None if bad else f"counts {counts.tolist()}")

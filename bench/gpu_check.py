@@ -190,6 +190,7 @@ def correctness(small: bool) -> None:
         case_kv(torch.bfloat16, (2,), 2, 2, 20, 8, 6, gen)
         case_features(torch.float32, 2, 6, 50, gen)
         M.small_paths(gen)
+        M.case_round_ops(gen, B=3, N=5, S=24)
         case_garbage(gen)
         return
     for dt in DTYPES:
@@ -228,6 +229,8 @@ def correctness(small: bool) -> None:
     M.case_arbiter_layouts(gen)
     M.case_special_rows(gen)
     M.case_kv_over_2g(gen)
+    M.case_round_ops(gen)
+    M.case_round_ops(gen, B=300, N=17, S=200)
     case_garbage(gen)
 
 

@@ -433,7 +433,7 @@ def commit_tokens(
             return explain
 
         j = torch.arange(N, device=dev)[None, :]
-        read = (j >= 1) & (j <= accept_len[:, None]) & (j < upto[:, None])  # path entries read
+        read = (j >= 1) & (j <= accept_len[:, None]) & (j <= upto[:, None])  # path entries read
         check.run([((accept_len < 0) | (accept_len >= N), bad_row("`accept_len` must be in [0, N)")),
                    ((total < 0) | (total + upto > S), bad_row("`seq` has no room for the kept tokens")),
                    ((read & ((path < 0) | (path >= N))).any(1), bad_row("`path`[b, 1..accept_len] must be in [0, N)"))])

@@ -96,6 +96,10 @@ def test_bad_inputs(device):
         ops.commit_tokens(seq, total, cand, path, d(torch.tensor([3, 0])), nxt, eos, 10)
     with pytest.raises(ValueError, match="`path`"):
         ops.commit_tokens(seq, total, cand, path, d(torch.tensor([2, 0])), nxt, eos, 10)
+    # room for one token only (total 9, limit 10): the one path entry it reads is still checked
+    with pytest.raises(ValueError, match="`path`"):
+        ops.commit_tokens(seq, d(torch.tensor([9, 4])), cand, d(torch.tensor([[0, 3, -1], [0, -1, -1]])), acc, nxt,
+                          eos, 10)
     with pytest.raises(ValueError, match="no room"):
         ops.commit_tokens(seq, d(torch.tensor([9, 4])), cand, path, acc, nxt, eos, 20)
     with pytest.raises(TypeError, match="`limit`"):
@@ -107,6 +111,9 @@ def test_bad_inputs(device):
             torch.ops.cospec.commit_tokens(seq, total, cand, path, torch.tensor([3, 0]), nxt, eos, 10)
         with pytest.raises(RuntimeError, match="room"):
             torch.ops.cospec.commit_tokens(seq, torch.tensor([9, 4]), cand, path, acc, nxt, eos, 20)
+        with pytest.raises(RuntimeError, match="path"):
+            torch.ops.cospec.commit_tokens(seq, torch.tensor([9, 4]), cand, torch.tensor([[0, 3, -1], [0, -1, -1]]),
+                                           acc, nxt, eos, 10)
     else:  # the CUDA kernel skips a bad row: nothing written, kept 0, finished
         s2, t2 = seq.clone(), d(torch.tensor([9, 4]))
         out = torch.ops.cospec.commit_tokens(s2, t2, cand, path, acc, nxt, eos, 20)

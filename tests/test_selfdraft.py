@@ -137,5 +137,5 @@ def test_an_expensive_draft_is_probed_less_often():
         return [i for i in range(60) if c.choose() == 1]
 
     assert probes(0.05) == [7, 23, 55]  # waits 8, 16, 32
-    wait = int(-(-0.6 // PROBE_BUDGET))  # 20
+    wait = int(-(-0.6 // PROBE_BUDGET))  # 30
     assert probes(0.6) == [wait - 1, 2 * wait - 1, 2 * wait + 32 - 1][:len(probes(0.6))]

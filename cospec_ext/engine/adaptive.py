@@ -16,14 +16,18 @@ rounds of depth D, which grows with the tree's node count once the forward is no
 pure overhead (a compiled CPU forward of 5 tokens costs twice one of 1). T is kept
 monotone (T(D) = the largest measured T(k), k <= D, so an unmeasured depth is as cheap as
 the deepest measured one below it: tried before it is ruled out) and the unit is the
-smallest measured T; before T(0) is measured, c = t_draft / T(1), or 0.2.
+smallest measured T (also T(0)'s value until a plain step is measured); before any
+timing, c = 0.2.
 
 A draft that never agrees costs only the occasional probe (a depth-1 round after
 `probe_every` rounds at D = 0; the wait doubles after each probe that does not lift the
 estimate, up to `max_probe_every`; and it is at least (cost of a probe - 1) / PROBE_BUDGET
-rounds, so probing an expensive draft takes at most ~3% of the time). a is estimated from the observed accepted lengths (a
-truncated geometric: a row that accepted L of D levels counts L successes in L + [L < D]
-trials), exponentially forgotten.
+rounds, so probing an expensive draft takes at most ~2% of the time). A probe's draft work
+is its catch-up of every token committed while drafting was off, one forward over tens of
+tokens (as dear as the draft's prefill, 2-3x a one-token forward of a small compiled draft):
+its cost is measured per probe, first estimated by the prefill. a is estimated from the
+observed accepted lengths (a truncated geometric: a row that accepted L of D levels counts L
+successes in L + [L < D] trials; every row of a round counts), exponentially forgotten.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import math
 
 # A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
 # extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
-PROBE_BUDGET = 0.03
+PROBE_BUDGET = 0.02
 
 
 class DepthController:
@@ -46,7 +50,12 @@ class DepthController:
         self.succ, self.trials = 1.0, 2.0  # a weak prior, a = 0.5: two failed rounds stop the drafting
         self.t_draft: float | None = None  # EMA of seconds per draft forward
         self.t_target: dict[int, float] = {}  # depth -> EMA of seconds of the target forward at that depth
+        # seconds of the draft's work in a probe round: its catch-up of every token committed
+        # while drafting was off, one forward over up to ~max_probe_every tokens (EMA of the
+        # probes seen; before the first, the draft's prefill, a forward of the same kind)
+        self.t_probe: float | None = None
         self.idle = 0
+        self._probing = False  # the last choice was a probe
 
     @property
     def accept_rate(self) -> float:
@@ -66,8 +75,10 @@ class DepthController:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
         A deeper tree never verifies faster than a shallower one, so T(d) is taken as the
         largest measured T(k), k <= d, and the unit as the smallest measured T: a noisy T(0)
-        then cannot make drafting look cheaper than its draft forwards."""
-        if self.fixed_cost is not None or not self.t_draft or 0 not in self.t_target:
+        then cannot make drafting look cheaper than its draft forwards. Before a plain step is
+        measured T(0) is taken as that unit (the smallest T measured so far, an upper bound on
+        T(0)): the rounds of a draft that is never switched off still weigh what their trees cost."""
+        if self.fixed_cost is not None or not self.t_draft or not self.t_target:
             c = self.cost
             return [1 + c * d for d in range(self.max_depth + 1)]
         unit = min(self.t_target.values())
@@ -77,9 +88,18 @@ class DepthController:
             out.append((t + d * self.t_draft) / unit)
         return out
 
+    def probe_extra(self, costs: list[float]) -> float:
+        """A probe round's cost over a plain step's, in plain steps: (costs[1] - costs[0]) /
+        costs[0], its draft forward taken at the measured probe time when that is larger."""
+        extra = costs[1] - costs[0]
+        if self.fixed_cost is None and self.t_probe and self.t_draft and self.t_target:
+            extra += max(self.t_probe - self.t_draft, 0.0) / min(self.t_target.values())
+        return extra / costs[0]
+
     def choose(self) -> int:
         if not self.adaptive or self.max_depth == 0:
             return self.max_depth
+        self._probing = False
         a = min(self.accept_rate, 0.999)
         costs = self.round_costs()
         best, best_val = 0, 1.0 / costs[0]
@@ -90,9 +110,9 @@ class DepthController:
         if best == 0:
             self.idle += 1
             # an expensive draft probes less often: its probes cost at most PROBE_BUDGET of the time
-            extra = (costs[1] - costs[0]) / costs[0]
-            if self.idle >= min(max(self.wait, math.ceil(extra / PROBE_BUDGET - 1e-9)), self.max_probe_every):
-                self.idle = 0
+            need = math.ceil(self.probe_extra(costs) / PROBE_BUDGET - 1e-9)
+            if self.idle >= min(max(self.wait, need), self.max_probe_every):
+                self.idle, self._probing = 0, True
                 self.wait = min(2 * self.wait, self.max_probe_every)  # back off while probes fail
                 return 1
         else:
@@ -101,22 +121,32 @@ class DepthController:
         return best
 
     def observe(self, depth: int, accepted: list[int]) -> None:
-        """accepted: levels accepted by each row in a round of this depth."""
-        n = len(accepted)
-        if depth == 0 or n == 0:
+        """accepted: levels accepted by each row in a round of this depth. Every row is an
+        observation of its own (a batch of B rows that all rejected is B times the evidence of
+        one: a useless draft at batch 4 is dropped after one round, not two)."""
+        if depth == 0 or not accepted:
             return
         s = sum(accepted)
         t = s + sum(a < depth for a in accepted)
-        self.succ = self.decay * self.succ + s / n
-        self.trials = self.decay * self.trials + t / n
+        self.succ = self.decay * self.succ + s
+        self.trials = self.decay * self.trials + t
 
-    def observe_times(self, depth: int, draft_s: float | None, target_s: float | None) -> None:
+    def observe_times(self, depth: int, draft_s: float | None, target_s: float | None,
+                      round_draft_s: float | None = None) -> None:
         """Seconds per draft forward and of the target forward measured in a round of `depth`
-        levels (draft_s None in a round without drafting)."""
+        levels (draft_s None in a round without drafting); round_draft_s: all the draft's
+        seconds in the round (a probe's are its cost)."""
         if draft_s:
             self.t_draft = _ema(self.t_draft, draft_s)
         if target_s:
             self.t_target[depth] = _ema(self.t_target.get(depth), target_s)
+        if self._probing and round_draft_s:
+            self.t_probe = _ema(self.t_probe, round_draft_s)
+
+    def observe_prefill(self, draft_s: float) -> None:
+        """The draft's prefill time: the first estimate of a probe's (see t_probe)."""
+        if self.t_probe is None and draft_s > 0:
+            self.t_probe = draft_s
 
 
 def _ema(old: float | None, x: float) -> float:

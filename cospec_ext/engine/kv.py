@@ -42,11 +42,11 @@ class KVCache:
         self.data = self.parts[0] if len(self.parts) == 1 else None
         # per layer: (K, V) views [rows, H, S, D] into its part, on the layer's device
         self.layer_kv = [(p[0, i], p[1, i]) for p in self.parts for i in range(p.shape[1])]
-        self._set_batch(batch)
         self.max_len = max_len
         self.device = torch.device(device)
         self.row_ids = torch.arange(rows, device=device)[:, None]  # [B, 1], for per-row slot writes
         self.slot_ids = torch.arange(max_len, device=device)  # [S]
+        self._set_batch(batch)
 
     @classmethod
     def prefix_of(cls, owner: "KVCache", layers: int) -> "KVCache":
@@ -100,6 +100,8 @@ class KVCache:
         batch change instead of sliced in every forward's every layer."""
         self.batch = batch
         self.active_parts = [p[:, :, :batch] for p in self.parts]  # [2, L_part, batch, H, S, D]
+        self.active_data = self.active_parts[0] if self.data is not None else None
+        self.active_rows = self.row_ids[:batch]  # [batch, 1]
         self.active_kv = [(k[:batch], v[:batch]) for k, v in self.layer_kv]
 
 
@@ -117,11 +119,11 @@ class KVView:
         if (uniform_start is None) == (slots is None):
             raise ValueError("KVView takes exactly one of `uniform_start` and `slots`")
         self.cache = cache
-        self.data = cache.active() if cache.data is not None else None  # [2, L, B, H, S, D]
+        self.data = cache.active_data  # [2, L, B, H, S, D] (None when spread over devices)
         self.slots = slots  # [B, n]
         self.s_used = s_used
         self.uniform_start = uniform_start
-        self.rows = cache.row_ids[: cache.batch]  # [B, 1]
+        self.rows = cache.active_rows  # [B, 1]
         self.num_layers = len(cache.layer_kv)
         self._index: dict = {}  # device -> (rows, slots) there (a model spread over devices)
 

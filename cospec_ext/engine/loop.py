@@ -95,6 +95,7 @@ class SpecEngine:
         self.out_len = torch.zeros(B, dtype=torch.int64)
         self.node_ids = self.target.node_ids  # arange(max_query), preallocated
         self.root_tree = _root_only(dev)  # the tree of a round without drafting (less its tokens)
+        self._expanded: dict = {}  # (id of a shared tree table, B) -> (table, contiguous [B, N])
         # statistics
         self.rounds = self.row_rounds = self.committed = 0
         self.consulted = self.arbiter_accepted = 0
@@ -124,6 +125,7 @@ class SpecEngine:
         logits = self.target.prefill(input_ids)  # [B, V]
         if self.draft_runner is not None and not self.shared:
             self.draft_runner.prefill(input_ids)
+            self.ctrl.observe_prefill(self.draft_runner.seconds)  # a first estimate of a probe's cost
         first = self._pick(logits)  # [B]
         zeros = torch.zeros_like(first)
         kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
@@ -146,7 +148,7 @@ class SpecEngine:
             d = Draft(root[:, None], *self.root_tree)
         generated = self.total - self.P if (self.arbiter is not None or self.trace is not None) else None  # [B]
         cand = d.candidates.contiguous()  # [B, N]
-        parents = d.full("parents").contiguous()  # [B, N]
+        parents = self._rows_of(d.parents, B)  # [B, N]
         N = cand.shape[1]
         t_tgt0 = self.target.seconds
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
@@ -186,8 +188,9 @@ class SpecEngine:
         arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
         res = self._commit(cand, v.path, v.accept_len, v.next_token, arb_counts)  # CPU [3 (+2), B]
         kept, fin = res[0], res[1]
-        acc_l = res[2].tolist()  # levels accepted per row
-        sums = res.sum(1).tolist()  # over the rows: kept, finished, accepted (, consulted, arbiter-accepted)
+        host = res.tolist()
+        acc_l = host[2]  # levels accepted per row
+        sums = [sum(r) for r in host]  # over the rows: kept, finished, accepted (, consulted, arbiter-accepted)
         if self.tp_check:
             new_tok = torch.cat([cand.gather(1, v.path.clamp(min=0))[:, 1:], v.next_token[:, None]], dim=1)
             _check_ranks_agree(new_tok, kept, self.rounds, self.tp_group)
@@ -201,7 +204,8 @@ class SpecEngine:
         if depth > 0:
             nf = self.draft_runner.forwards - f_draft0
             self.ctrl.observe(d.levels, acc_l)
-            self.ctrl.observe_times(d.levels, (self.draft_runner.seconds - t_draft0) / max(nf, 1), t_tgt)
+            spent = self.draft_runner.seconds - t_draft0
+            self.ctrl.observe_times(d.levels, spent / max(nf, 1), t_tgt, spent)
         elif self.drafter is not None:
             self.ctrl.observe_times(0, None, t_tgt)
         self.rounds += 1
@@ -214,6 +218,17 @@ class SpecEngine:
             self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
         if sums[1]:
             self._retire(fin.bool())
+
+    def _rows_of(self, t: torch.Tensor, B: int) -> torch.Tensor:
+        """A tree table [1 or B, N] as a contiguous [B, N] tensor; a shared one (a static tree's,
+        [1, N], kept alive by its tables) is expanded once per (table, B)."""
+        if t.shape[0] == B:
+            return t.contiguous()
+        key = (id(t), B)
+        hit = self._expanded.get(key)
+        if hit is None or hit[0] is not t:
+            hit = self._expanded[key] = (t, t.expand(B, *t.shape[1:]).contiguous())
+        return hit[1]
 
     def _hidden(self, parents: torch.Tensor, d: Draft) -> torch.Tensor:
         """float32 [B, N, sum(hidden_sizes)]: per hidden input, the last hidden state of the

@@ -15,8 +15,9 @@ This module follows gpt-fast instead: one function per forward, every shape fixe
 so `torch.compile(dynamic=False)` makes one graph per (batch bucket Bb, query bucket nb,
 cache shape): the batch is padded to a power of two (at most the cache's rows), the query
 count to `query_bucket(n)`, and attention always covers all S slots of the cache, the
-engine's boolean mask hiding what a row may not see. Padding queries and rows read slot 0
-and write slot S - 1, which no mask ever opens (the engine sizes S with two spare slots).
+engine's boolean mask hiding what a row may not see. Padding queries and rows attend every
+slot (finite values: the cache starts zeroed) and write slot S - 1, which no real query's
+mask ever opens (the engine sizes S with two spare slots).
 The weights are the model's own tensors (nothing is copied). On a GPU the graphs run as
 CUDA graphs (`mode="reduce-overhead"`); on the CPU inductor emits C++.
 """
@@ -340,18 +341,16 @@ class NativeAdapter:
         Bb, nb = batch_bucket(B, B0), query_bucket(n)
         dev = input_ids.device
         s_used = attention_mask.shape[-1]
-        if (Bb, nb) == (B, n):  # nothing to pad but the mask's slots
-            tok, pos, slots = _std(input_ids), _std(position_ids), _std(kv.slot_tensor(n))
-            mask = _std(F.pad(attention_mask, (0, S - s_used)) if s_used < S else attention_mask)
-        else:
-            tok = torch.zeros(Bb, nb, dtype=torch.int64, device=dev)
-            pos = torch.zeros(Bb, nb, dtype=torch.int64, device=dev)
-            slots = torch.full((Bb, nb), S - 1, dtype=torch.int64, device=dev)
-            mask = torch.zeros(Bb, 1, nb, S, dtype=torch.bool, device=dev)
-            mask[..., 0] = True  # padding queries attend slot 0 (finite K/V); real ones are overwritten
-            tok[:B, :n], pos[:B, :n] = input_ids, position_ids
-            slots[:B, :n] = kv.slot_tensor(n)
-            mask[:B, :, :n, :s_used] = attention_mask
+        slots = kv.slot_tensor(n)  # [B, n]
+        if s_used < S:  # slots past s_used: never attended
+            attention_mask = F.pad(attention_mask, (0, S - s_used), value=False)
+        if (Bb, nb) == (B, n):  # nothing else to pad
+            tok, pos, slots, mask = _std(input_ids), _std(position_ids), _std(slots), _std(attention_mask)
+        else:  # padding tokens sit at position 0, write slot S - 1 and attend every slot (all finite)
+            grow = (0, nb - n, 0, Bb - B)
+            tok, pos = F.pad(input_ids, grow), F.pad(position_ids, grow)
+            slots = F.pad(slots, grow, value=S - 1)
+            mask = F.pad(attention_mask, (0, 0) + grow[:2] + (0, 0) + grow[2:], value=True)  # [Bb, 1, nb, S]
         if not self.compile:
             logits, hid = self.core(tok, pos, mask, slots, cache)
         else:

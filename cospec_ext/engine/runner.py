@@ -79,9 +79,10 @@ class ModelRunner:
         positions = (root_slot - self.pad)[:, None] + depth  # [B, n] or broadcast
         if not torch.is_tensor(depth) or depth.dim() == 0:
             positions = positions.expand(B, n)
-        s_max = int(root_slot_host.max())
+        slots_h = root_slot_host.tolist()
+        s_max = max(slots_h)
         s_used = s_max + node_lo + n
-        uniform = s_max + node_lo if int(root_slot_host.min()) == s_max else None
+        uniform = s_max + node_lo if min(slots_h) == s_max else None
         # static-shape forwards attend over every slot: their mask is built that wide
         mask = self.masks.tree(self.pad, root_slot, anc, self.cache.max_len if self.static else s_used)
         if uniform is not None:

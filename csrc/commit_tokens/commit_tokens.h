@@ -53,8 +53,8 @@ COSPEC_HD bool commit_row_valid(int64_t S, int64_t total, const int64_t* path,
   const int64_t count = accept_len + 1, room = limit - total;
   const int64_t upto = count < room ? count : room;
   if (total + (upto > 0 ? upto : 0) > S) return false;
-  for (int64_t j = 1; j <= accept_len && j < upto; ++j) {
-    const int64_t p = path[j * path_stride];
+  for (int64_t k = 1; k <= accept_len && k <= upto; ++k) {  // the entries commit_row reads
+    const int64_t p = path[k * path_stride];
     if (p < 0 || p >= N) return false;
   }
   return true;

@@ -1,6 +1,8 @@
 """Self-drafts (the target's own first layers) share the target's cache of those layers
 (engine/selfdraft.py), and the adaptive depth's per-depth costs (engine/adaptive.py)."""
 
+import math
+
 import pytest
 import torch
 
@@ -139,3 +141,29 @@ def test_an_expensive_draft_is_probed_less_often():
     assert probes(0.05) == [7, 23, 55]  # waits 8, 16, 32
     wait = int(-(-0.6 // PROBE_BUDGET))  # 30
     assert probes(0.6) == [wait - 1, 2 * wait - 1, 2 * wait + 32 - 1][:len(probes(0.6))]
+
+
+def test_a_probe_waits_for_its_catch_up_cost():
+    """A probe after k idle rounds catches up k + 1 positions: with that cost per position c
+    (in plain steps) it waits base / (PROBE_BUDGET - c) rounds, and never comes when c alone
+    exceeds the budget; the estimate comes from the prefill, then from the probes themselves."""
+    from cospec_ext.engine.adaptive import NEVER, PROBE_BUDGET
+
+    def controller(t_catch_per_pos):
+        c = DepthController(4, True, None)
+        c.succ, c.trials = 0.0, 10.0  # a = 0: drafting is off
+        c.observe_times(0, None, 1.0)
+        c.observe_times(1, 0.2, 1.0)
+        c.observe_prefill(32 * t_catch_per_pos, 32)
+        return c
+
+    c = controller(0.01)
+    base = c.round_costs()[1] - c.round_costs()[0]  # 0.2
+    assert c.probe_wait(c.round_costs()) == math.ceil(base / (PROBE_BUDGET - 0.01) - 1e-9)  # 20 rounds, not 10
+    first = next(i for i in range(200) if c.choose() == 1)
+    assert first + 1 == 20
+    c.observe_times(1, 0.2, 1.0, round_draft_s=21 * 0.03)  # the probe caught up 21 positions at 0.03 each
+    assert c.t_catch == pytest.approx(0.013)  # EMA of 0.01 and 0.03 (clipped to 2x: 0.02)
+    assert controller(PROBE_BUDGET).probe_wait(c.round_costs()) == NEVER
+    never = controller(0.05)
+    assert all(never.choose() == 0 for _ in range(500))

@@ -11,9 +11,11 @@ E[tokens] = sum_{j=0..D} a^j = (1 - a^(D+1)) / (1 - a); the controller picks the
     measured (greedy spd):  (T(D) + D * t_draft) / T(0)
 
 where t_draft is the time of one draft forward (a round of depth D makes D of them: the
-catch-up, then one per level but the last) and T(D) the time of the target's forward in
-rounds of depth D, which grows with the tree's node count once the forward is no longer
-pure overhead (a compiled CPU forward of 5 tokens costs twice one of 1). T is kept
+catch-up, then one per level but the last) and T(D) the time of a round of depth D less its
+draft forwards: the target's forward, which grows with the tree's node count once the
+forward is no longer pure overhead (a compiled CPU forward of 5 tokens costs twice one of
+1), and the engine's own work (masks, verification, commit, rollbacks), which a drafting
+round has more of. T is kept
 monotone (T(D) = the largest measured T(k), k <= D, so an unmeasured depth is as cheap as
 the deepest measured one below it: tried before it is ruled out) and the unit is the
 smallest measured T (also T(0)'s value until a plain step is measured); before any
@@ -22,10 +24,12 @@ timing, c = 0.2.
 A draft that never agrees costs only the occasional probe (a depth-1 round after
 `probe_every` rounds at D = 0; the wait doubles after each probe that does not lift the
 estimate, up to `max_probe_every`; and it is at least (cost of a probe - 1) / PROBE_BUDGET
-rounds, so probing an expensive draft takes at most ~2% of the time). A probe's draft work
-is its catch-up of every token committed while drafting was off, one forward over tens of
-tokens (as dear as the draft's prefill, 2-3x a one-token forward of a small compiled draft):
-its cost is measured per probe, first estimated by the prefill. a is estimated from the
+rounds, even past max_probe_every, so probing an expensive draft takes at most ~2% of the
+time). A probe's draft work is its catch-up of every token committed while drafting was off,
+one forward over k + 1 positions after k idle rounds: that cost grows with the wait, so it is
+kept per position (measured on probes, first estimated by the draft's prefill), and a draft
+whose catch-up alone costs more than the budget per idle round is not probed again in the
+call (a self-draft sharing the target's cache catches up one token: its probes are cheap). a is estimated from the
 observed accepted lengths (a truncated geometric: a row that accepted L of D levels counts L
 successes in L + [L < D] trials; every row of a round counts), exponentially forgotten.
 """
@@ -38,6 +42,7 @@ import math
 # A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
 # extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
 PROBE_BUDGET = 0.02
+NEVER = 1 << 62  # a probe wait that never ends
 
 
 class DepthController:
@@ -49,13 +54,13 @@ class DepthController:
         self.wait = probe_every  # rounds at depth 0 before the next probe
         self.succ, self.trials = 1.0, 2.0  # a weak prior, a = 0.5: two failed rounds stop the drafting
         self.t_draft: float | None = None  # EMA of seconds per draft forward
-        self.t_target: dict[int, float] = {}  # depth -> EMA of seconds of the target forward at that depth
-        # seconds of the draft's work in a probe round: its catch-up of every token committed
-        # while drafting was off, one forward over up to ~max_probe_every tokens (EMA of the
-        # probes seen; before the first, the draft's prefill, a forward of the same kind)
-        self.t_probe: float | None = None
+        self.t_target: dict[int, float] = {}  # depth -> EMA of a round's seconds less its draft forwards
+        # seconds of the draft's catch-up per position skipped while drafting was off (a probe
+        # after k idle rounds feeds the draft ~k + 1 positions of every row in one forward):
+        # measured on probes, first estimated by its prefill (P positions of every row)
+        self.t_catch: float | None = None
         self.idle = 0
-        self._probing = False  # the last choice was a probe
+        self._probing = 0  # positions the last choice (a probe) catches up; 0: not a probe
 
     @property
     def accept_rate(self) -> float:
@@ -88,18 +93,24 @@ class DepthController:
             out.append((t + d * self.t_draft) / unit)
         return out
 
-    def probe_extra(self, costs: list[float]) -> float:
-        """A probe round's cost over a plain step's, in plain steps: (costs[1] - costs[0]) /
-        costs[0], its draft forward taken at the measured probe time when that is larger."""
-        extra = costs[1] - costs[0]
-        if self.fixed_cost is None and self.t_probe and self.t_draft and self.t_target:
-            extra += max(self.t_probe - self.t_draft, 0.0) / min(self.t_target.values())
-        return extra / costs[0]
+    def probe_wait(self, costs: list[float]) -> int:
+        """Idle rounds before a probe so that probing costs at most PROBE_BUDGET of the time.
+        A probe after k idle rounds costs base + k * c plain steps: base = costs[1] - costs[0]
+        (a depth-1 round over a plain step) and c = t_catch / T(0) for its catch-up; its share
+        (base + k c) / k <= PROBE_BUDGET needs k >= base / (PROBE_BUDGET - c), and never comes
+        when c >= PROBE_BUDGET (then a draft turned off stays off for the call)."""
+        base = (costs[1] - costs[0]) / costs[0]
+        c = 0.0
+        if self.fixed_cost is None and self.t_catch and self.t_target:
+            c = self.t_catch / (min(self.t_target.values()) * costs[0])
+        if c >= PROBE_BUDGET:
+            return NEVER
+        return math.ceil(base / (PROBE_BUDGET - c) - 1e-9)
 
     def choose(self) -> int:
         if not self.adaptive or self.max_depth == 0:
             return self.max_depth
-        self._probing = False
+        self._probing = 0
         a = min(self.accept_rate, 0.999)
         costs = self.round_costs()
         best, best_val = 0, 1.0 / costs[0]
@@ -110,9 +121,8 @@ class DepthController:
         if best == 0:
             self.idle += 1
             # an expensive draft probes less often: its probes cost at most PROBE_BUDGET of the time
-            need = math.ceil(self.probe_extra(costs) / PROBE_BUDGET - 1e-9)
-            if self.idle >= min(max(self.wait, need), self.max_probe_every):
-                self.idle, self._probing = 0, True
+            if self.idle >= max(self.wait, self.probe_wait(costs)):  # (the budget may wait past max_probe_every)
+                self.idle, self._probing = 0, self.idle + 1
                 self.wait = min(2 * self.wait, self.max_probe_every)  # back off while probes fail
                 return 1
         else:
@@ -133,20 +143,22 @@ class DepthController:
 
     def observe_times(self, depth: int, draft_s: float | None, target_s: float | None,
                       round_draft_s: float | None = None) -> None:
-        """Seconds per draft forward and of the target forward measured in a round of `depth`
-        levels (draft_s None in a round without drafting); round_draft_s: all the draft's
-        seconds in the round (a probe's are its cost)."""
+        """Seconds per draft forward and of the round less its draft forwards (target_s: the
+        target's forward and the engine's work), measured in a round of `depth` levels
+        (draft_s None in a round without drafting); round_draft_s: all the draft's seconds in
+        the round (a probe's are its cost)."""
         if draft_s:
             self.t_draft = _ema(self.t_draft, draft_s)
         if target_s:
             self.t_target[depth] = _ema(self.t_target.get(depth), target_s)
-        if self._probing and round_draft_s:
-            self.t_probe = _ema(self.t_probe, round_draft_s)
+        if self._probing > 1 and round_draft_s:
+            self.t_catch = _ema(self.t_catch, round_draft_s / self._probing)
 
-    def observe_prefill(self, draft_s: float) -> None:
-        """The draft's prefill time: the first estimate of a probe's (see t_probe)."""
-        if self.t_probe is None and draft_s > 0:
-            self.t_probe = draft_s
+    def observe_prefill(self, draft_s: float, positions: int) -> None:
+        """The draft's prefill over `positions` positions of every row: the first estimate of
+        t_catch."""
+        if self.t_catch is None and draft_s > 0 and positions > 0:
+            self.t_catch = draft_s / positions
 
 
 def _ema(old: float | None, x: float) -> float:

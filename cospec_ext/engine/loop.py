@@ -125,7 +125,7 @@ class SpecEngine:
         logits = self.target.prefill(input_ids)  # [B, V]
         if self.draft_runner is not None and not self.shared:
             self.draft_runner.prefill(input_ids)
-            self.ctrl.observe_prefill(self.draft_runner.seconds)  # a first estimate of a probe's cost
+            self.ctrl.observe_prefill(self.draft_runner.seconds, self.P)  # a first estimate of a probe's cost
         first = self._pick(logits)  # [B]
         zeros = torch.zeros_like(first)
         kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
@@ -139,6 +139,7 @@ class SpecEngine:
         depth = self.ctrl.choose() if self.drafter is not None else 0
         root_slot, root_slot_h = self.total - 1, self.total_h - 1
         root = self.seq.gather(1, root_slot[:, None])[:, 0]
+        t_round0, c_round0 = time.perf_counter(), self._compile_seconds()
         t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
         f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
         if depth > 0:
@@ -150,9 +151,7 @@ class SpecEngine:
         cand = d.candidates.contiguous()  # [B, N]
         parents = self._rows_of(d.parents, B)  # [B, N]
         N = cand.shape[1]
-        t_tgt0 = self.target.seconds
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
-        t_tgt = self.target.seconds - t_tgt0
         # for its argmax (the engine's own logits: the kernel without the wrapper's checks)
         ls = ops.LogitStats(*_raw.logit_stats(logits, None, None)) if self.arbiter is not None else None
         accept = feats = probs = hid = None
@@ -201,13 +200,17 @@ class SpecEngine:
         elif depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
             self.dlen_h = root_slot_h + res[2].clamp(max=d.levels - 1) + 1
-        if depth > 0:
-            nf = self.draft_runner.forwards - f_draft0
-            self.ctrl.observe(d.levels, acc_l)
+        if self.drafter is not None:
+            # the round's time less its draft forwards (and any graph compiled in it): the
+            # target's forward plus the engine's own work, which grows with the tree
+            round_s = time.perf_counter() - t_round0 - (self._compile_seconds() - c_round0)
             spent = self.draft_runner.seconds - t_draft0
-            self.ctrl.observe_times(d.levels, spent / max(nf, 1), t_tgt, spent)
-        elif self.drafter is not None:
-            self.ctrl.observe_times(0, None, t_tgt)
+            if depth > 0:
+                self.ctrl.observe(d.levels, acc_l)
+                nf = self.draft_runner.forwards - f_draft0
+                self.ctrl.observe_times(d.levels, spent / max(nf, 1), round_s - spent, spent)
+            else:
+                self.ctrl.observe_times(0, None, round_s)
         self.rounds += 1
         self.row_rounds += B
         self.committed += sums[2] + B
@@ -218,6 +221,11 @@ class SpecEngine:
             self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
         if sums[1]:
             self._retire(fin.bool())
+
+    def _compile_seconds(self) -> float:
+        """Seconds the models' forwards have spent compiling graphs (compile=True)."""
+        s = getattr(self.target.adapter, "compile_seconds", 0.0)
+        return s + (getattr(self.draft_runner.adapter, "compile_seconds", 0.0) if self.draft_runner else 0.0)
 
     def _rows_of(self, t: torch.Tensor, B: int) -> torch.Tensor:
         """A tree table [1 or B, N] as a contiguous [B, N] tensor; a shared one (a static tree's,

@@ -40,6 +40,7 @@ class ModelRunner:
         self._sync = time_forwards and adapter.device.type == "cuda"
         self.want_hidden = False  # keep the last forward's hidden states (arbiters that read them)
         self.last_hidden: torch.Tensor | None = None  # [B, n, hidden_size]
+        self._root: tuple | None = None  # forward_nodes' per-root values, keyed by its tensors
 
     def _run(self, *args, **kw) -> torch.Tensor:
         if self._sync:
@@ -76,13 +77,18 @@ class ModelRunner:
         Returns logits [B, n, V].
         """
         B, n = tokens.shape
-        positions = (root_slot - self.pad)[:, None] + depth  # [B, n] or broadcast
+        # what depends on the root only, made once for the levels of a round (same tensors)
+        r = self._root
+        if r is None or r[0] is not root_slot or r[1] is not root_slot_host or r[2] is not self.pad:
+            h = root_slot_host.tolist()
+            r = self._root = (root_slot, root_slot_host, self.pad, (root_slot - self.pad)[:, None], max(h),
+                              min(h) == max(h))
+        _, _, _, first_pos, s_max, same_root = r  # first_pos [B, 1]: the root's position
+        positions = first_pos + depth  # [B, n] or broadcast
         if not torch.is_tensor(depth) or depth.dim() == 0:
             positions = positions.expand(B, n)
-        slots_h = root_slot_host.tolist()
-        s_max = max(slots_h)
         s_used = s_max + node_lo + n
-        uniform = s_max + node_lo if min(slots_h) == s_max else None
+        uniform = s_max + node_lo if same_root else None
         # static-shape forwards attend over every slot: their mask is built that wide
         mask = self.masks.tree(self.pad, root_slot, anc, self.cache.max_len if self.static else s_used)
         if uniform is not None:

@@ -2,7 +2,7 @@
 draft and an independent useless draft), compiled vs eager, beside generate() and transformers'
 assisted generation.
 
-    python bench/pair_compile.py [--repeats 5] [--batches 1,4] [--threads 2]
+    python bench/pair_compile.py [--repeats 5] [--batches 1,4] [--threads 2] [--prompt-seed 0]
 
 Greedy, no EOS, 64 new tokens from 32-token prompts (two prompt sets per batch size). Warm-up
 pass, then `repeats` interleaved timed passes (bench/compile_speed.py); every method's tokens
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-seed", type=int, default=0,
+                    help="offset of the two prompt sets' seeds (0: the sets the engine was tuned on)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -51,7 +53,7 @@ def main() -> None:
             "target": dict(mode="target"), "target+compile": dict(mode="target", compile=True),
             "spd": dict(mode="spd", draft=good), "spd+compile": dict(mode="spd", draft=good, compile=True),
             "spd poor": dict(mode="spd", draft=poor), "spd poor+compile": dict(mode="spd", draft=poor, compile=True)})
-        chunks = [build_prompts(bs, bs), build_prompts(bs, 100 + bs)]
+        chunks = [build_prompts(bs, bs + args.prompt_seed), build_prompts(bs, 100 + bs + args.prompt_seed)]
         res = run(target, good, chunks, methods, "chain:4", MAX_NEW, None, PAD, args.repeats)
         print(table(res, bs))
 

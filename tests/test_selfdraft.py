@@ -145,9 +145,10 @@ def test_an_expensive_draft_is_probed_less_often():
 
 def test_a_probe_waits_for_its_catch_up_cost():
     """A probe after k idle rounds catches up k + 1 positions: with that cost per position c
-    (in plain steps) it waits base / (PROBE_BUDGET - c) rounds, and never comes when c alone
-    exceeds the budget; the estimate comes from the prefill, then from the probes themselves."""
-    from cospec_ext.engine.adaptive import NEVER, PROBE_BUDGET
+    (in plain steps) it waits base / (PROBE_BUDGET - c) rounds, and 4 * max_probe_every rounds
+    when c alone exceeds the budget; the estimate comes from the prefill, then from the probes
+    themselves."""
+    from cospec_ext.engine.adaptive import LONG_WAIT_FACTOR, PROBE_BUDGET
 
     def controller(t_catch_per_pos):
         c = DepthController(4, True, None)
@@ -164,6 +165,7 @@ def test_a_probe_waits_for_its_catch_up_cost():
     assert first + 1 == 20
     c.observe_times(1, 0.2, 1.0, round_draft_s=21 * 0.03)  # the probe caught up 21 positions at 0.03 each
     assert c.t_catch == pytest.approx(0.013)  # EMA of 0.01 and 0.03 (clipped to 2x: 0.02)
-    assert controller(PROBE_BUDGET).probe_wait(c.round_costs()) == NEVER
-    never = controller(0.05)
-    assert all(never.choose() == 0 for _ in range(500))
+    long_wait = LONG_WAIT_FACTOR * c.max_probe_every  # 256
+    assert controller(PROBE_BUDGET).probe_wait(c.round_costs()) == long_wait
+    dear = controller(0.05)
+    assert [i for i in range(600) if dear.choose() == 1] == [long_wait - 1, 2 * long_wait - 1]

@@ -28,8 +28,9 @@ rounds, even past max_probe_every, so probing an expensive draft takes at most ~
 time). A probe's draft work is its catch-up of every token committed while drafting was off,
 one forward over k + 1 positions after k idle rounds: that cost grows with the wait, so it is
 kept per position (measured on probes, first estimated by the draft's prefill), and a draft
-whose catch-up alone costs more than the budget per idle round is not probed again in the
-call (a self-draft sharing the target's cache catches up one token: its probes are cheap). a is estimated from the
+whose catch-up alone costs more than the budget per idle round is probed every 4 *
+max_probe_every rounds (a self-draft sharing the target's cache catches up one token: its
+probes are cheap). a is estimated from the
 observed accepted lengths (a truncated geometric: a row that accepted L of D levels counts L
 successes in L + [L < D] trials; every row of a round counts), exponentially forgotten.
 """
@@ -42,7 +43,7 @@ import math
 # A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
 # extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
 PROBE_BUDGET = 0.02
-NEVER = 1 << 62  # a probe wait that never ends
+LONG_WAIT_FACTOR = 4  # x max_probe_every: the wait of a draft whose catch-up alone exceeds the budget
 
 
 class DepthController:
@@ -97,14 +98,16 @@ class DepthController:
         """Idle rounds before a probe so that probing costs at most PROBE_BUDGET of the time.
         A probe after k idle rounds costs base + k * c plain steps: base = costs[1] - costs[0]
         (a depth-1 round over a plain step) and c = t_catch / T(0) for its catch-up; its share
-        (base + k c) / k <= PROBE_BUDGET needs k >= base / (PROBE_BUDGET - c), and never comes
-        when c >= PROBE_BUDGET (then a draft turned off stays off for the call)."""
+        (base + k c) / k <= PROBE_BUDGET needs k >= base / (PROBE_BUDGET - c). When c alone is
+        >= PROBE_BUDGET no wait meets it: the probe then waits LONG_WAIT_FACTOR * max_probe_every
+        rounds (256), so a long generation still finds a draft that became useful, at a cost
+        near c per round."""
         base = (costs[1] - costs[0]) / costs[0]
         c = 0.0
         if self.fixed_cost is None and self.t_catch and self.t_target:
             c = self.t_catch / (min(self.t_target.values()) * costs[0])
         if c >= PROBE_BUDGET:
-            return NEVER
+            return LONG_WAIT_FACTOR * self.max_probe_every
         return math.ceil(base / (PROBE_BUDGET - c) - 1e-9)
 
     def choose(self) -> int:

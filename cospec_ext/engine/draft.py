@@ -126,8 +126,9 @@ class Drafter:
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
             par = st.local_parents[d]  # [n] index of each node's parent in the previous level
+            nxt = None
             if st.kmax == 1 and not conf:  # a chain (one node per level): the argmax (ties: lowest id)
-                cand[:, lo:hi] = logits.argmax(-1)
+                cand[:, lo:hi] = nxt = logits.argmax(-1)  # [B, 1]
             else:
                 ls = _stats(logits)
                 if st.kmax == 1:
@@ -142,8 +143,8 @@ class Drafter:
             last = d
             if d == depth or (conf and self._stop(score[:, lo:hi])):
                 break
-            logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
-                                               st.anc[None, lo:hi, :hi], d)
+            logits = self.runner.forward_nodes(cand[:, lo:hi] if nxt is None else nxt, self.root_slot,
+                                               self.root_slot_host, lo, st.level_anc[d], d)
             rec.level_out(logits, self.runner.last_hidden)
         n = st.levels[last][1]
         stats = None

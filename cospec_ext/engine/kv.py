@@ -131,7 +131,9 @@ class KVView:
         """int64 [B, n]: the destination slot of each of the forward's n input tokens."""
         if self.slots is not None:
             return self.slots
-        return (self.uniform_start + self.cache.slot_ids[:n]).expand(self.rows.shape[0], n)
+        s0, B = self.uniform_start, self.rows.shape[0]
+        t = self.cache.slot_ids[s0 : s0 + n][None]  # [1, n], a view (s0 + n <= S)
+        return t if B == 1 else t.expand(B, n)
 
     def update(self, layer_idx: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """key, value: [B, H, n, D] -> the layer's keys and values over slots [0, s_used), [B, H, s_used, D]

@@ -369,9 +369,10 @@ class NativeAdapter:
                     torch.cuda.synchronize(dev)
                 self.compile_seconds += time.perf_counter() - t0
         lo = n - logits_to_keep if logits_to_keep else 0
-        logits = logits[:B, lo:n]
-        if (Bb, nb) != (B, n - lo):
-            logits = logits.contiguous()
+        if lo or (Bb, nb) != (B, n):  # else the graph's output is the answer as it is
+            logits = logits[:B, lo:n]
+            if (Bb, nb) != (B, n - lo):
+                logits = logits.contiguous()
         if return_hidden:
             return logits, hid[:B, lo:n].contiguous()
         return logits

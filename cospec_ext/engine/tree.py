@@ -168,6 +168,8 @@ class StaticTables:
         # per level d >= 1: each node's parent as an index into level d - 1's nodes
         self.local_parents = [None] + [self.parents[lo:hi] - self.levels[d - 1][0]
                                        for d, (lo, hi) in enumerate(self.levels) if d]
+        # per level d: its queries' ancestor rows over the nodes up to it, bool [1, n_d, hi_d]
+        self.level_anc = [self.anc[None, lo:hi, :hi] for lo, hi in self.levels]
         self._prefix: dict[int, tuple] = {}
 
     def prefix(self, n: int) -> tuple:

@@ -71,6 +71,7 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/compile_speed.py --repeats 5 | tee bench/out/compile_speed.txt
 	$(VPY) bench/pair_compile.py --repeats 5 | tee bench/out/pair_compile.txt
 	$(VPY) bench/engine_overhead.py | tee bench/out/engine_overhead.txt
+	$(VPY) bench/round_ops_speed.py | tee bench/out/round_ops_speed.txt
 	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 	$(VPY) bench/gemv_speed.py | tee bench/out/gemv_speed.txt
 	$(VPY) bench/forward_buckets.py | tee bench/out/forward_buckets.txt

@@ -41,6 +41,19 @@ class LogitStats(NamedTuple):
     cand_logprob: torch.Tensor  # float32 [B, N]: log p_parent(candidate); 0 at the root
 
 
+# The kernels of verify_tree and logit_stats without the wrappers' Python checks, for callers
+# that build their own inputs every round (the engine): the kernels' C++ checks of types and
+# shapes still run (RuntimeError), the value checks and the wrappers' few us do not.
+def verify_tree_unchecked(candidates, parents, target_logits=None, target_argmax=None, accept_draft=None,
+                          temperature: float = 0.0, uniforms=None) -> VerifyOutput:
+    return VerifyOutput(*_ops.verify_tree(candidates, parents, target_logits, target_argmax, accept_draft,
+                                          temperature, uniforms))
+
+
+def logit_stats_unchecked(logits, candidates=None, parents=None) -> LogitStats:
+    return LogitStats(*_ops.logit_stats(logits, candidates, parents))
+
+
 def verify_tree(
     candidates: torch.Tensor,
     parents: torch.Tensor,
@@ -471,15 +484,13 @@ def tree_mask(out: torch.Tensor, pad: torch.Tensor, root_slot: torch.Tensor, anc
         raise ValueError(f"`anc` must be [B or 1, nq, n] = [{B} or 1, {nq}, n], got {list(anc.shape)}")
     n = anc.shape[2]
     if not check.is_compiling() and B:
-        check.run([((root_slot < 0) | (root_slot + n > S), lambda bad: _raise(
-            f"`root_slot`[{int(bad.nonzero()[0, 0])}] + n = {int(root_slot[bad].view(-1)[0])} + {n} must be "
-            f"within the mask's S = {S} slots"))])
+        def explain(bad):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(f"`root_slot`[{b}] + n = {int(root_slot[b])} + {n} must be within the mask's S = {S} slots")
+
+        check.run([((root_slot < 0) | (root_slot + n > S), explain)])
     _ops.tree_mask(out, pad, root_slot, anc)
     return out
-
-
-def _raise(msg: str):
-    raise ValueError(msg)
 
 
 @torch.library.register_fake("cospec::tree_mask")

@@ -15,11 +15,10 @@ catch-up, then one per level but the last) and T(D) the time of a round of depth
 draft forwards: the target's forward, which grows with the tree's node count once the
 forward is no longer pure overhead (a compiled CPU forward of 5 tokens costs twice one of
 1), and the engine's own work (masks, verification, commit, rollbacks), which a drafting
-round has more of. T is kept
-monotone (T(D) = the largest measured T(k), k <= D, so an unmeasured depth is as cheap as
-the deepest measured one below it: tried before it is ruled out) and the unit is the
-smallest measured T (also T(0)'s value until a plain step is measured); before any
-timing, c = 0.2.
+round has more of. T is kept monotone (T(D) = the largest measured T(k), k <= D, so an
+unmeasured depth is as cheap as the deepest measured one below it: tried before it is ruled
+out) and the unit is the smallest measured T (also T(0)'s value until a plain step is
+measured); before any timing, c = 0.2.
 
 A draft that never agrees costs only the occasional probe (a depth-1 round after
 `probe_every` rounds at D = 0; the wait doubles after each probe that does not lift the
@@ -30,9 +29,11 @@ one forward over k + 1 positions after k idle rounds: that cost grows with the w
 kept per position (measured on probes, first estimated by the draft's prefill), and a draft
 whose catch-up alone costs more than the budget per idle round is probed every 4 *
 max_probe_every rounds (a self-draft sharing the target's cache catches up one token: its
-probes are cheap). a is estimated from the
-observed accepted lengths (a truncated geometric: a row that accepted L of D levels counts L
-successes in L + [L < D] trials; every row of a round counts), exponentially forgotten.
+probes are cheap).
+
+a is estimated from the observed accepted lengths (a truncated geometric: a row that
+accepted L of D levels counts L successes in L + [L < D] trials; every row of a round
+counts), exponentially forgotten.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ from __future__ import annotations
 import math
 
 
-# A probe (a depth-1 round while drafting is off) waits at least extra / PROBE_BUDGET rounds,
-# extra = its cost over a plain step's (a 6-of-30-layer self-draft with the model's head: ~0.5).
+# Probes (depth-1 rounds while drafting is off) take at most this share of the time
+# (DepthController.probe_wait).
 PROBE_BUDGET = 0.02
 LONG_WAIT_FACTOR = 4  # x max_probe_every: the wait of a draft whose catch-up alone exceeds the budget
 
@@ -67,16 +68,6 @@ class DepthController:
     def accept_rate(self) -> float:
         return self.succ / self.trials
 
-    @property
-    def cost(self) -> float:
-        """c: draft forward / target forward (given, measured at depth 1 or below, or 0.2)."""
-        if self.fixed_cost is not None:
-            return self.fixed_cost
-        t = self.t_target.get(1) or self.t_target.get(0)
-        if not self.t_draft or not t:
-            return 0.2
-        return self.t_draft / t
-
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
         A deeper tree never verifies faster than a shallower one, so T(d) is taken as the
@@ -85,7 +76,7 @@ class DepthController:
         measured T(0) is taken as that unit (the smallest T measured so far, an upper bound on
         T(0)): the rounds of a draft that is never switched off still weigh what their trees cost."""
         if self.fixed_cost is not None or not self.t_draft or not self.t_target:
-            c = self.cost
+            c = 0.2 if self.fixed_cost is None else self.fixed_cost  # given, or a guess before any timing
             return [1 + c * d for d in range(self.max_depth + 1)]
         unit = min(self.t_target.values())
         out, t = [], unit

@@ -35,10 +35,6 @@ class Draft:
     stats: dict | None = None  # the draft at each node's parent (arbiter features): d_parent_logits
     #   [B, N, V] and, when its hidden states are kept, d_parent_hidden [B, N, H]
 
-    def full(self, name: str) -> torch.Tensor:
-        t = getattr(self, name)
-        return t.expand(self.candidates.shape[0], *t.shape[1:])
-
 
 class Drafter:
     """Proposes trees with the draft model per `TreeSpec`; owns the draft's cache bookkeeping."""
@@ -130,7 +126,7 @@ class Drafter:
             if st.kmax == 1 and not conf:  # a chain (one node per level): the argmax (ties: lowest id)
                 cand[:, lo:hi] = nxt = logits.argmax(-1)  # [B, 1]
             else:
-                ls = _stats(logits)
+                ls = ops.logit_stats_unchecked(logits)
                 if st.kmax == 1:
                     cand[:, lo:hi] = ls.argmax[:, par]
                 else:
@@ -169,7 +165,7 @@ class Drafter:
         logits, plo, last = root_logits[:, None], 0, 0
         for d in range(1, depth + 1):
             n_prev = logits.shape[1]
-            ls = _stats(logits)
+            ls = ops.logit_stats_unchecked(logits)
             topv, topi = logits.topk(K, dim=-1)  # [B, n_prev, K]
             lp = (topv.float() - ls.logsumexp[..., None]).flatten(1)  # [B, n_prev * K]
             s = (score[:, plo : plo + n_prev, None] + lp.view(B, n_prev, K)).flatten(1)  # [B, n_prev * K]
@@ -221,11 +217,6 @@ class Drafter:
             path = full
         self.runner.cache.rollback(self.root_slot, path)
         return self.root_slot + torch.clamp(accept_len + 1, max=d.levels)
-
-
-def _stats(logits: torch.Tensor) -> ops.LogitStats:
-    """ops.logit_stats of the draft's own logits: the kernel without the wrapper's checks."""
-    return ops.LogitStats(*torch.ops.cospec.logit_stats(logits, None, None))
 
 
 class _LazyStats(dict):

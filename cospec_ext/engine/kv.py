@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 
-
 class KVCache:
     """K and V of every layer of one model in the model's dtype: `parts`, one tensor
     [2, L_part, rows, H, S, D] per run of consecutive layers on one device; `data` is the
@@ -70,7 +69,7 @@ class KVCache:
         """[2, L, B_active, H, S, D] view of the rows still decoding (a one-device cache)."""
         if self.data is None:
             raise RuntimeError("this cache is spread over devices: use `parts`")
-        return self.data[:, :, : self.batch]
+        return self.active_data
 
     def rollback(self, root_slot: torch.Tensor, path: torch.Tensor) -> None:
         """Moves the accepted path's K/V to the slots right after `root_slot - 1` (in place),

@@ -19,8 +19,6 @@ import time
 import torch
 
 from .. import ops
-
-_raw = torch.ops.cospec  # the kernels without the wrappers' Python checks: for the engine's own tensors
 from .adaptive import DepthController
 from .adapter import ModelAdapter
 from .draft import Draft, Drafter
@@ -114,7 +112,7 @@ class SpecEngine:
         cut after EOS and at max_new_tokens, to `seq`, advancing `total` (ops.commit_tokens,
         one kernel; the engine's own tensors, so the raw op). Returns CPU int64
         [3 + len(extra), B]: kept, finished, accept_len, *extra (the round's one host sync)."""
-        counts = _raw.commit_tokens(self.seq, self.total, cand, path, accept_len, next_token, self.eos,
+        counts = torch.ops.cospec.commit_tokens(self.seq, self.total, cand, path, accept_len, next_token, self.eos,
                                     self.P + self.max_new)  # [3, B]
         if extra:
             counts = torch.cat([counts, torch.stack(extra)])
@@ -153,7 +151,7 @@ class SpecEngine:
         N = cand.shape[1]
         logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         # for its argmax (the engine's own logits: the kernel without the wrapper's checks)
-        ls = ops.LogitStats(*_raw.logit_stats(logits, None, None)) if self.arbiter is not None else None
+        ls = ops.logit_stats_unchecked(logits) if self.arbiter is not None else None
         accept = feats = probs = hid = None
         # Greedy, the arbiter is consulted only where a drafted token differs from the target's
         # choice: on the CPU (where reading the check costs no device sync) a round whose every
@@ -178,12 +176,12 @@ class SpecEngine:
                 accept = probs >= self.threshold
             accept[:, 0] = False
         if self.T == 0.0 and ls is not None:  # the arbiter's features already needed the argmax
-            v = _verify(cand, parents, None, ls.argmax, accept)
+            v = ops.verify_tree_unchecked(cand, parents, None, ls.argmax, accept)
         elif self.T == 0.0:  # reads only the rows of the nodes the walk visits
-            v = _verify(cand, parents, logits)
+            v = ops.verify_tree_unchecked(cand, parents, logits)
         else:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
-            v = _verify(cand, parents, logits, None, accept, self.T, u)
+            v = ops.verify_tree_unchecked(cand, parents, logits, None, accept, self.T, u)
         arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
         res = self._commit(cand, v.path, v.accept_len, v.next_token, arb_counts)  # CPU [3 (+2), B]
         kept, fin = res[0], res[1]
@@ -284,12 +282,6 @@ class SpecEngine:
         new = self.out[:, :T]
         after = torch.arange(T)[None, :] >= self.out_len[:, None]
         return torch.cat([input_ids, new.masked_fill(after.to(self.dev), self.pad_token_id)], dim=1)
-
-
-def _verify(cand, parents, logits=None, argmax=None, accept=None, temperature=0.0, uniforms=None) -> ops.VerifyOutput:
-    """ops.verify_tree on the engine's own tensors: the kernel (which checks types and shapes
-    itself), without the wrapper's Python checks."""
-    return ops.VerifyOutput(*_raw.verify_tree(cand, parents, logits, argmax, accept, temperature, uniforms))
 
 
 def _check_ranks_agree(new_tok: torch.Tensor, kept: torch.Tensor, step: int, group=None) -> None:

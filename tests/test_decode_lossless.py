@@ -87,10 +87,12 @@ def test_eager_attention_and_max_new_tokens_one():
     _check(target, first_layers(target, 1), ids, mask, "chain:4", max_new=1)
 
 
-def test_catch_up_over_several_ragged_chunks():
+@pytest.mark.parametrize("lag", [(45, 1, 33), (2, 2, 2), (1, 1, 1)])
+def test_catch_up_over_several_ragged_chunks(lag):
     """The draft catches up on 45, 1 and 33 tokens in chunks of 32: a row done in the first
     chunk keeps its root logits in the second (it once indexed position -1), and every row's
-    logits equal a full forward of its sequence."""
+    logits equal a full forward of its sequence. Equal lags take the one-forward path (2: a
+    round that accepted every level; 1: the usual round)."""
     from cospec_ext.engine.adapter import as_adapter
     from cospec_ext.engine.draft import Drafter
     from cospec_ext.engine.runner import ModelRunner
@@ -100,7 +102,7 @@ def test_catch_up_over_several_ragged_chunks():
     ids, mask = prompts(3, 4, min_len=4, max_len=6)
     B, P = ids.shape
     pad = (mask == 0).sum(1)
-    lags = torch.tensor([45, 1, 33])
+    lags = torch.tensor(lag)
     spec = parse_tree("chain:4")
     S = P + int(lags.max()) + spec.max_expanded + 2  # as tight as the engine sizes it
     g = torch.Generator().manual_seed(3)

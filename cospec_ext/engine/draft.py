@@ -17,7 +17,7 @@ import torch
 
 from .. import ops
 from .runner import ModelRunner
-from .tree import StaticTables, TreeSpec
+from .tree import TreeSpec, static_tables
 
 
 @dataclass
@@ -42,21 +42,31 @@ class Drafter:
     def __init__(self, runner: ModelRunner, spec: TreeSpec):
         self.runner, self.spec = runner, spec
         dev = runner.adapter.device
-        self.static = StaticTables(spec.static_parents, dev) if spec.static_parents is not None else None
+        self.static = static_tables(spec.static_parents, dev) if spec.static_parents is not None else None
         self.log_conf = math.log(spec.min_confidence) if spec.min_confidence > 0 else None
         self.root_slot: torch.Tensor | None = None  # [B] draft slot of this round's root
         self.root_slot_host: torch.Tensor | None = None  # its CPU copy
         self.root_hidden: torch.Tensor | None = None  # [B, H] draft hidden state at the root
         w = runner.node_ids.shape[0]
         self.chain = torch.ones(w, w, dtype=torch.bool, device=dev).tril_()  # catch-up chunks' mask
+        self._chains: dict[int, torch.Tensor] = {}  # k -> chain[None, :k, :k]
+
+    def _chain(self, k: int) -> torch.Tensor:
+        """bool [1, k, k], lower triangular: the mask rows of a k-token catch-up (a view, made once)."""
+        c = self._chains.get(k)
+        if c is None:
+            c = self._chains[k] = self.chain[None, :k, :k]
+        return c
 
     # -- catch-up -----------------------------------------------------------------------
     def catch_up(self, seq: torch.Tensor, dlen: torch.Tensor, dlen_host: torch.Tensor, total: torch.Tensor,
-                 total_host: torch.Tensor, root: torch.Tensor | None = None) -> torch.Tensor:
+                 total_host: torch.Tensor, root: torch.Tensor | None = None, root_slot: torch.Tensor | None = None,
+                 root_slot_host: torch.Tensor | None = None) -> torch.Tensor:
         """Feeds seq[b, dlen[b]:total[b]] to the draft (ragged; at least the root, seq[b, total[b] - 1],
         which the caller may pass as int64 [B]; in chunks of at most the mask buffer's width) and
         returns the draft's logits after the root, [B, V].
-        Afterwards the draft cache holds total[b] tokens.
+        Afterwards the draft cache holds total[b] tokens. root_slot, root_slot_host: total - 1 and
+        its CPU copy when the caller has them (the tree's forwards then reuse the same tensors).
 
         A chunk of P positions writes slots dlen[b] + j for every row, also past a row's last
         token (padding, on scratch slots above it), so P also stays within the cache's last
@@ -65,18 +75,29 @@ class Drafter:
         B = seq.shape[0]
         width = self.runner.node_ids.shape[0]
         room = self.runner.cache.max_len - 1  # slots [0, room) may be written
+        if root_slot is None:
+            root_slot, root_slot_host = total - 1, total_host - 1
+        dl, tl = dlen_host.tolist(), total_host.tolist()
+        k = tl[0] - dl[0]
+        if all(t - d == k for t, d in zip(tl, dl)) and 1 <= k <= width and max(dl) + k <= room:
+            # every row feeds the same k tokens (the usual round: k = 1, the root alone; k = 2
+            # after a round that accepted every level): one forward, without the chunk loop
+            if k == 1:  # node 0 sits at dlen = total - 1
+                toks = seq.gather(1, root_slot[:, None]) if root is None else root[:, None]  # [B, 1]
+                logits = self.runner.forward_nodes(toks, root_slot, root_slot_host, 0, self._chain(1), 0)
+            else:
+                ar = self.runner.node_ids[:k]
+                toks = seq.gather(1, dlen[:, None] + ar)  # [B, k]
+                logits = self.runner.forward_nodes(toks, dlen, dlen_host, 0, self._chain(k), ar[None, :])
+            self.root_slot, self.root_slot_host = root_slot, root_slot_host
+            self.root_hidden = self.runner.last_hidden[:, k - 1] if self.runner.want_hidden else None
+            return logits[:, k - 1]  # [B, V]
         root_logits = root_hidden = None
-        if torch.equal(dlen_host + 1, total_host):  # the usual round: the root alone
-            root = seq.gather(1, total[:, None] - 1) if root is None else root[:, None]  # [B, 1]
-            logits = self.runner.forward_nodes(root, dlen, dlen_host, 0, self.chain[None, :1, :1], 0)  # [B, 1, V]
-            self.root_slot, self.root_slot_host = dlen, dlen_host
-            self.root_hidden = self.runner.last_hidden[:, 0] if self.runner.want_hidden else None
-            return logits[:, 0]
         while True:
             P = min(int((total_host - dlen_host).max()), width, room - int(dlen_host.max()))
             ar = self.runner.node_ids[:P]
             idx = torch.minimum(dlen[:, None] + ar, total[:, None] - 1)  # [B, P], padded with the root
-            anc = self.chain[None, :P, :P]  # a chain
+            anc = self._chain(P)
             logits = self.runner.forward_nodes(seq.gather(1, idx), dlen, dlen_host, 0, anc, ar[None, :])  # [B, P, V]
             need = total - dlen  # [B] tokens still to feed (0: caught up in an earlier chunk)
             last = (need - 1).clamp(min=0, max=P - 1)  # [B]
@@ -91,8 +112,7 @@ class Drafter:
             dlen_host = torch.minimum(dlen_host + P, total_host)
             if torch.equal(dlen_host, total_host):
                 break
-        self.root_slot = total - 1
-        self.root_slot_host = total_host - 1
+        self.root_slot, self.root_slot_host = root_slot, root_slot_host
         self.root_hidden = root_hidden
         return root_logits
 
@@ -110,10 +130,12 @@ class Drafter:
 
     def _draft_static(self, depth, root, root_logits, want_stats) -> Draft:
         st, B, dev = self.static, root.shape[0], root.device
+        conf = self.log_conf is not None
+        if st.kmax == 1 and not conf:
+            return self._draft_chain(depth, root, root_logits, want_stats)
         n_all = st.levels[depth][1]
         cand = torch.empty(B, n_all, dtype=torch.int64, device=dev)
         cand[:, 0] = root
-        conf = self.log_conf is not None
         # log p_draft(candidate | parent) and the path log-probability, for the confidence stop
         logp_cand = torch.zeros(B, n_all, device=dev) if conf else None
         score = torch.zeros(B, n_all, device=dev) if conf else None
@@ -122,33 +144,45 @@ class Drafter:
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
             par = st.local_parents[d]  # [n] index of each node's parent in the previous level
-            nxt = None
-            if st.kmax == 1 and not conf:  # a chain (one node per level): the argmax (ties: lowest id)
-                cand[:, lo:hi] = nxt = logits.argmax(-1)  # [B, 1]
+            ls = ops.logit_stats_unchecked(logits)
+            if st.kmax == 1:
+                cand[:, lo:hi] = ls.argmax[:, par]
             else:
-                ls = ops.logit_stats_unchecked(logits)
-                if st.kmax == 1:
-                    cand[:, lo:hi] = ls.argmax[:, par]
-                else:
-                    topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
-                    cand[:, lo:hi] = topi[:, par, st.rank[lo:hi]]
-                if conf:  # the candidate's logit, less the parent row's logsumexp
-                    val = ls.max_logit[:, par] if st.kmax == 1 else topv[:, par, st.rank[lo:hi]].float()
-                    logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
-                    score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
+                topv, topi = logits.topk(st.kmax, dim=-1)  # [B, n_prev, k]
+                cand[:, lo:hi] = topi[:, par, st.rank[lo:hi]]
+            if conf:  # the candidate's logit, less the parent row's logsumexp
+                val = ls.max_logit[:, par] if st.kmax == 1 else topv[:, par, st.rank[lo:hi]].float()
+                logp_cand[:, lo:hi] = val - ls.logsumexp[:, par]
+                score[:, lo:hi] = score[:, st.parents[lo:hi]] + logp_cand[:, lo:hi]
             last = d
             if d == depth or (conf and self._stop(score[:, lo:hi])):
                 break
-            logits = self.runner.forward_nodes(cand[:, lo:hi] if nxt is None else nxt, self.root_slot,
-                                               self.root_slot_host, lo, st.level_anc[d], d)
+            logits = self.runner.forward_nodes(cand[:, lo:hi], self.root_slot, self.root_slot_host, lo,
+                                               st.level_anc[d], d)
             rec.level_out(logits, self.runner.last_hidden)
-        n = st.levels[last][1]
+        return self._static_draft(cand[:, :st.levels[last][1]], last, rec, want_stats)
+
+    def _draft_chain(self, depth, root, root_logits, want_stats) -> Draft:
+        """A chain (one node per level, no confidence stop): level d's token is the argmax (ties:
+        lowest id) of the draft's logits at level d - 1; the tokens are concatenated once."""
+        st = self.static
+        rec = _Recorder(want_stats, root_logits, self.root_hidden)
+        toks = [root[:, None], root_logits.argmax(-1, keepdim=True)]  # [B, 1] each
+        for d in range(1, depth):
+            logits = self.runner.forward_nodes(toks[d], self.root_slot, self.root_slot_host, d, st.level_anc[d], d)
+            rec.level_out(logits, self.runner.last_hidden)
+            toks.append(logits.argmax(-1))  # [B, 1, V] -> [B, 1]
+        return self._static_draft(torch.cat(toks, dim=1), depth, rec, want_stats)  # candidates [B, depth + 1]
+
+    def _static_draft(self, cand: torch.Tensor, last: int, rec: "_Recorder", want_stats: bool) -> Draft:
+        """The Draft of a static tree's first n = cand.shape[1] nodes (levels 0..last)."""
+        B, n = cand.shape
         stats = None
         if want_stats:  # gathered only if the arbiter reads them
-            par = st.parents[None, :n].clamp(min=0)
+            par = self.static.parents[None, :n].clamp(min=0)
             stats = _LazyStats(lambda: rec.at_parents(par, B))
-        parents, dep, anc, rank = st.prefix(n)
-        return Draft(cand[:, :n], parents, dep, anc, rank, None, n, last, stats)
+        parents, dep, anc, rank = self.static.prefix(n)
+        return Draft(cand, parents, dep, anc, rank, None, n, last, stats)
 
     def _draft_dynamic(self, depth, root, root_logits, want_stats) -> Draft:
         K, B, dev = self.spec.topk, root.shape[0], root.device

@@ -141,7 +141,8 @@ class SpecEngine:
         t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
         f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
         if depth > 0:
-            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h, root)
+            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h, root,
+                                                  root_slot, root_slot_h)
             d = self.drafter.draft(depth, root, root_logits, want_stats=self.arbiter is not None)
         else:
             d = Draft(root[:, None], *self.root_tree)

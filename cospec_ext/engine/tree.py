@@ -143,9 +143,23 @@ def _static_tables(parents: tuple[int, ...]):
     return depth, rank
 
 
+_TABLES: dict = {}  # (parents, device) -> StaticTables (read-only, shared by every call)
+
+
+def static_tables(parents: tuple[int, ...], device: torch.device) -> "StaticTables":
+    """The StaticTables of a tree on a device, built once per process (~60 us each, per call before)."""
+    key = (tuple(parents), torch.device(device))
+    hit = _TABLES.get(key)
+    if hit is None:
+        if len(_TABLES) >= 64:  # trees seen by a long-running process: keep the cache bounded
+            _TABLES.clear()
+        hit = _TABLES[key] = StaticTables(parents, device)
+    return hit
+
+
 class StaticTables:
     """Device tables of a static tree: per level the node range and each node's parent,
-    sibling rank and depth; the ancestor-or-self matrix."""
+    sibling rank and depth; the ancestor-or-self matrix. Read-only once built."""
 
     def __init__(self, parents: tuple[int, ...], device: torch.device):
         depth, rank = _static_tables(parents)

@@ -126,6 +126,20 @@ def test_one_slow_forward_does_not_flip_the_depth():
     assert c.choose() == 4
 
 
+def test_a_slow_plain_step_does_not_make_drafting_look_cheap():
+    """A plain step timed slower than a depth-1 round's verification (a cold graph) is a
+    measurement, not a cost: T(0) is the unit, so a rarely accepted draft (a = 0.2) whose
+    level costs 0.3 steps is switched off (it kept drafting when T(0) counted 2 units)."""
+    c = DepthController(4, True, None)
+    c.succ, c.trials = 2.0, 10.0  # a = 0.2: (1 + a) / 1.3 < 1, drafting does not pay
+    c.observe_times(1, 0.3, 1.0)
+    c.observe_times(0, None, 2.0)  # one slow plain step
+    assert c.round_costs()[0] == 1.0 and c.round_costs()[1] == pytest.approx(1.3)
+    assert c.choose() == 0
+    c.observe(4, [4])  # a probe accepts every level: a = 5.6 / 12 = 0.47
+    assert c.choose() > 0  # drafting pays whatever T(0) was measured
+
+
 def test_an_expensive_draft_is_probed_less_often():
     """Drafting off (a useless draft): probes come after 8, 16, ... idle rounds for a cheap
     draft, and after at least extra / PROBE_BUDGET rounds for one whose round costs 1.6 steps."""

@@ -17,8 +17,10 @@ forward is no longer pure overhead (a compiled CPU forward of 5 tokens costs twi
 1), and the engine's own work (masks, verification, commit, rollbacks), which a drafting
 round has more of. T is kept monotone (T(D) = the largest measured T(k), k <= D, so an
 unmeasured depth is as cheap as the deepest measured one below it: tried before it is ruled
-out) and the unit is the smallest measured T (also T(0)'s value until a plain step is
-measured); before any timing, c = 0.2.
+out) and the unit, T(0), is the smallest measured T (a plain step never costs more than a
+deeper round's verification). T(0) taken from deeper rounds is an upper bound that makes
+drafting look cheap, so the first round that would draft after a drafting round has been
+timed is a plain step instead, once per call: it measures T(0). Before any timing, c = 0.2.
 
 A draft that never agrees costs only the occasional probe (a depth-1 round after
 `probe_every` rounds at D = 0; the wait doubles after each probe that does not lift the
@@ -34,17 +36,26 @@ probes are cheap).
 a is estimated from the observed accepted lengths (a truncated geometric: a row that
 accepted L of D levels counts L successes in L + [L < D] trials; every row of a round
 counts), exponentially forgotten.
+
+Where the timings steer (greedy spd: the output cannot depend on the tree), a call starts
+from the state the last call with the same models, batch size, tree, forward path and thread
+count ended in (`PairMemory`): its timings, and its acceptance evidence moved halfway back to
+the prior. A draft with its own cache is prefilled only before the first round that drafts,
+so a draft remembered as useless costs a call nothing but a few plain-step decisions;
+`forget()` clears the memory.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 
 # Probes (depth-1 rounds while drafting is off) take at most this share of the time
 # (DepthController.probe_wait).
 PROBE_BUDGET = 0.02
 LONG_WAIT_FACTOR = 4  # x max_probe_every: the wait of a draft whose catch-up alone exceeds the budget
+QUIET_ROUNDS = 3  # idle rounds between full evaluations while drafting is off
 
 
 class DepthController:
@@ -63,6 +74,7 @@ class DepthController:
         self.t_catch: float | None = None
         self.idle = 0
         self._probing = 0  # positions the last choice (a probe) catches up; 0: not a probe
+        self._quiet = 0  # idle rounds left before the next full evaluation
 
     @property
     def accept_rate(self) -> float:
@@ -70,17 +82,18 @@ class DepthController:
 
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
-        A deeper tree never verifies faster than a shallower one, so T(d) is taken as the
-        largest measured T(k), k <= d, and the unit as the smallest measured T: a noisy T(0)
-        then cannot make drafting look cheaper than its draft forwards. Before a plain step is
-        measured T(0) is taken as that unit (the smallest T measured so far, an upper bound on
-        T(0)): the rounds of a draft that is never switched off still weigh what their trees cost."""
+        A deeper tree never verifies faster than a shallower one: T(d) is taken as the largest
+        measured T(k), 1 <= k <= d, and never below the unit, the smallest measured T. A plain
+        step (one query, the least engine work) is that unit, measured or not: a slow plain
+        step (a cold graph, a pause of the OS) then cannot make drafting look cheap (it once
+        kept a never-accepted self-draft drafting ~10 rounds), and before a plain step is timed
+        the rounds of a draft that is never switched off still weigh what their trees cost."""
         if self.fixed_cost is not None or not self.t_draft or not self.t_target:
             c = 0.2 if self.fixed_cost is None else self.fixed_cost  # given, or a guess before any timing
             return [1 + c * d for d in range(self.max_depth + 1)]
         unit = min(self.t_target.values())
-        out, t = [], unit
-        for d in range(self.max_depth + 1):
+        out, t = [1.0], unit
+        for d in range(1, self.max_depth + 1):
             t = max(t, self.t_target.get(d, t))
             out.append((t + d * self.t_draft) / unit)
         return out
@@ -105,6 +118,10 @@ class DepthController:
         if not self.adaptive or self.max_depth == 0:
             return self.max_depth
         self._probing = 0
+        if self._quiet:  # an idle round between full evaluations (see below)
+            self._quiet -= 1
+            self.idle += 1
+            return 0
         a = min(self.accept_rate, 0.999)
         costs = self.round_costs()
         best, best_val = 0, 1.0 / costs[0]
@@ -112,13 +129,23 @@ class DepthController:
             val = (1 - a ** (d + 1)) / (1 - a) / costs[d]
             if val > best_val * 1.0001:
                 best, best_val = d, val
+        if best and self.fixed_cost is None and self.t_draft and self.t_target and 0 not in self.t_target:
+            # one plain step measures T(0): until then it is taken as the smallest measured T, an
+            # upper bound, under which drafting looks cheaper than it may be (on a host where the
+            # demo pair's drafting did not pay, every depth drafted and lost ~7% to target-only)
+            return 0
         if best == 0:
             self.idle += 1
             # an expensive draft probes less often: its probes cost at most PROBE_BUDGET of the time
-            if self.idle >= max(self.wait, self.probe_wait(costs)):  # (the budget may wait past max_probe_every)
+            due = max(self.wait, self.probe_wait(costs))  # (the budget may wait past max_probe_every)
+            if self.idle >= due:
                 self.idle, self._probing = 0, self.idle + 1
                 self.wait = min(2 * self.wait, self.max_probe_every)  # back off while probes fail
                 return 1
+            # while idle only T(0) moves (a, the draft's timings and T(d > 0) are measured by
+            # drafting rounds): the next QUIET_ROUNDS rounds skip this evaluation (a few us each,
+            # ~2% of a small model's plain step), never past the probe's round
+            self._quiet = min(QUIET_ROUNDS, due - self.idle - 1)
         else:
             self.idle = 0
             self.wait = self.probe_every
@@ -130,6 +157,7 @@ class DepthController:
         one: a useless draft at batch 4 is dropped after one round, not two)."""
         if depth == 0 or not accepted:
             return
+        self._quiet = 0  # new evidence: evaluate the next round
         s = sum(accepted)
         t = s + sum(a < depth for a in accepted)
         self.succ = self.decay * self.succ + s
@@ -153,6 +181,69 @@ class DepthController:
         t_catch."""
         if self.t_catch is None and draft_s > 0 and positions > 0:
             self.t_catch = draft_s / positions
+
+
+    def state(self) -> dict:
+        """What a later call with the same models may start from (`restore`)."""
+        return {"succ": self.succ, "trials": self.trials, "t_draft": self.t_draft, "t_target": dict(self.t_target),
+                "t_catch": self.t_catch}
+
+    def restore(self, st: dict) -> None:
+        """Starts from an earlier call's state: its timings as they were (properties of the models
+        and the machine), its acceptance evidence moved halfway back to the prior (succ 1 of 2
+        trials), so a draft found useless is not tried at once, and within a few calls that
+        never draft the choice is again the one a fresh call with these timings would make (a
+        draft that fits other prompts is not ruled out for good; within a call, probes find it)."""
+        self.t_draft, self.t_target, self.t_catch = st["t_draft"], dict(st["t_target"]), st["t_catch"]
+        self.succ, self.trials = 0.5 * (st["succ"] + 1.0), 0.5 * (st["trials"] + 2.0)
+        self.idle = self._quiet = 0  # a call's own rounds start the idle count
+
+
+class PairMemory:
+    """Controller states kept between decode calls, per (target model, draft model, `key`: the
+    batch size, maximum depth, forward paths, device and thread count, whatever the timings
+    depend on): the target is held weakly (a model that is freed takes its entries), the draft
+    by a weak reference checked on lookup. Used only where the output does not depend on the
+    tree (greedy spd, timings free to steer), so a call's tokens never depend on earlier calls."""
+
+    def __init__(self):
+        self._by_target: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def get(self, target, draft, key: tuple) -> dict | None:
+        try:
+            hit = self._by_target.get(target, {}).get((id(draft),) + key)
+        except TypeError:  # a model that takes no weak reference
+            return None
+        if hit is None or hit[0]() is not draft:
+            return None
+        return hit[1]
+
+    def put(self, target, draft, key: tuple, state: dict) -> None:
+        try:
+            entries = self._by_target.setdefault(target, {})
+            if len(entries) >= 256:  # many draft models or shapes met by one target: stay bounded
+                entries.clear()
+            entries[(id(draft),) + key] = (weakref.ref(draft), state)
+        except TypeError:  # a model that takes no weak reference: nothing is kept
+            pass
+
+    def clear(self, draft=None) -> None:
+        """Forgets everything, or only the entries of one draft model."""
+        if draft is None:
+            self._by_target.clear()
+            return
+        for entries in list(self._by_target.values()):
+            for k in [k for k, v in entries.items() if v[0]() is draft]:
+                del entries[k]
+
+
+MEMORY = PairMemory()
+
+
+def forget(draft=None) -> None:
+    """Clears what the adaptive depth remembers between calls, for every pair or only for pairs
+    with this draft model (their next call starts cold)."""
+    MEMORY.clear(draft)
 
 
 def _ema(old: float | None, x: float) -> float:

@@ -19,7 +19,7 @@ import time
 import torch
 
 from .. import ops
-from .adaptive import DepthController
+from .adaptive import MEMORY, DepthController
 from .adapter import ModelAdapter
 from .draft import Draft, Drafter
 from .features import hidden_inputs_of, node_features
@@ -71,6 +71,15 @@ class SpecEngine:
         # replicas of a 2-D mesh, which decode other prompts)
         self.tp_group = getattr(verifier, "tp_group", None)
         timed = depth > 0 and spec.adaptive and cost is None
+        # where timings steer the depth (the output cannot depend on it), a call starts from what
+        # the last call with these models and shapes learned (adaptive.PairMemory)
+        self._memory = None
+        if timed and getattr(verifier, "model", None) is not None and getattr(drafter, "model", None) is not None:
+            kinds = tuple((type(a).__name__, getattr(a, "compile", None), str(a.device)) for a in (verifier, drafter))
+            self._memory = (verifier.model, drafter.model, (B, repr(spec), torch.get_num_threads()) + kinds)
+            st = MEMORY.get(*self._memory)
+            if st is not None:
+                self.ctrl.restore(st)
         max_query = max(P, spec.max_expanded, 32)
         self.target = ModelRunner(verifier, B, S, max_query, self.pad, time_forwards=timed)
         # a self-draft (the target's first layers) reads and writes the target's cache of those
@@ -80,6 +89,9 @@ class SpecEngine:
         self.draft_runner = ModelRunner(drafter, B, S, max_query, self.pad, time_forwards=timed,
                                         cache=shared_cache) if depth else None
         self.drafter = Drafter(self.draft_runner, spec) if depth else None
+        # a draft with its own cache is prefilled before the first round that drafts (a call
+        # whose every round is a plain step, a draft remembered as useless, never runs it)
+        self.draft_ready = not depth or bool(self.shared)
         self.use_hidden = arbiter is not None and getattr(arbiter, "hidden_sizes", None) is not None
         self.hidden_inputs = hidden_inputs_of(arbiter) if self.use_hidden else ()
         if self.use_hidden:
@@ -121,9 +133,7 @@ class SpecEngine:
     # -- the loop -------------------------------------------------------------------------
     def run(self, input_ids: torch.Tensor) -> None:
         logits = self.target.prefill(input_ids)  # [B, V]
-        if self.draft_runner is not None and not self.shared:
-            self.draft_runner.prefill(input_ids)
-            self.ctrl.observe_prefill(self.draft_runner.seconds, self.P)  # a first estimate of a probe's cost
+        self.prompt = input_ids  # [B0, P]: the draft's prefill, when it first drafts
         first = self._pick(logits)  # [B]
         zeros = torch.zeros_like(first)
         kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
@@ -131,10 +141,24 @@ class SpecEngine:
         self._retire(fin.bool())
         while self.rows.numel():
             self._round()
+        if self._memory is not None:
+            MEMORY.put(*self._memory, self.ctrl.state())
+
+    def _prefill_draft(self) -> None:
+        """The draft's prefill over the live rows' prompts (slots [0, P), as the target's)."""
+        ids = self.prompt
+        if self.rows.numel() != ids.shape[0]:  # rows finished before the draft first ran
+            ids = ids.index_select(0, self.rows.to(ids.device))
+        s0 = self.draft_runner.seconds
+        self.draft_runner.prefill(ids)
+        self.ctrl.observe_prefill(self.draft_runner.seconds - s0, self.P)  # a first estimate of a probe's cost
+        self.draft_ready = True
 
     def _round(self) -> None:
         B = len(self.rows)
         depth = self.ctrl.choose() if self.drafter is not None else 0
+        if depth and not self.draft_ready:
+            self._prefill_draft()
         root_slot, root_slot_h = self.total - 1, self.total_h - 1
         root = self.seq.gather(1, root_slot[:, None])[:, 0]
         t_round0, c_round0 = time.perf_counter(), self._compile_seconds()

@@ -74,7 +74,8 @@ def test_sampling_never_reads_or_writes_the_memory():
     assert torch.equal(a, b)
 
 
-def test_deferred_prefill_after_rows_finished():
+@pytest.mark.parametrize("compile", [False, True])
+def test_deferred_prefill_after_rows_finished(compile):
     """Plain steps first (rows finish meanwhile, the batch is compacted), then the draft's first
     prefill covers the live rows' prompts: outputs equal generate()'s."""
     forget()
@@ -102,7 +103,7 @@ def test_deferred_prefill_after_rows_finished():
     try:
         DepthController.choose, loop.SpecEngine._prefill_draft = late, spy
         out = cospec_ext.decode(target, draft, ids, mask, mode="spd", tree="chain:3", max_new_tokens=30,
-                                eos_token_id=eos, pad_token_id=PAD)
+                                eos_token_id=eos, pad_token_id=PAD, compile=compile)
     finally:
         DepthController.choose, loop.SpecEngine._prefill_draft = orig
     assert torch.equal(out.sequences, ref)

@@ -182,7 +182,6 @@ class DepthController:
         if self.t_catch is None and draft_s > 0 and positions > 0:
             self.t_catch = draft_s / positions
 
-
     def state(self) -> dict:
         """What a later call with the same models may start from (`restore`)."""
         return {"succ": self.succ, "trials": self.trials, "t_draft": self.t_draft, "t_target": dict(self.t_target),

@@ -22,7 +22,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from _trees import make_tree_inputs  # noqa: E402
+from _trees import ancestors, make_tree_inputs  # noqa: E402
 from cospec_ext import reference  # noqa: E402
 
 raw = torch.ops.cospec
@@ -73,11 +73,7 @@ def cases(S=256):
         same = torch.equal(got, want) and torch.equal(ta, tb) and all(
             torch.equal(a[r, : int(ta[r])], b[r, : int(tb[r])]) for r in range(B))
         assert same, f"commit_tokens differs from the torch composition at B={B} N={N}"
-        anc = torch.zeros(B, N, N, dtype=torch.bool)
-        for i in range(N):
-            anc[:, i, i] = True
-            if i:
-                anc[:, i] |= anc[torch.arange(B), par[:, i]]
+        anc = ancestors(par)  # [B, N, N]
         root = total.clone()
         pad = torch.randint(0, 8, (B,), generator=g)
         m1, m2 = torch.zeros(B, 1, N, S, dtype=torch.bool), torch.zeros(B, 1, N, S, dtype=torch.bool)

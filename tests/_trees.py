@@ -50,3 +50,14 @@ def make_tree_inputs(kind, B, N, V, dtype, gen, p_match=0.7, scale=3.0):
     candidates = torch.where(match, parent_amax, candidates)
     candidates[:, 0] = torch.randint(0, V, (B,), generator=gen)
     return candidates, parents, logits
+
+
+def ancestors(parents: torch.Tensor) -> torch.Tensor:
+    """parents int64 [B, N] (tree convention) -> bool [B, N, N]: anc[b, i, j] = j is i or an ancestor of i."""
+    B, N = parents.shape
+    anc = torch.zeros(B, N, N, dtype=torch.bool)
+    for i in range(N):
+        anc[:, i, i] = True
+        if i:
+            anc[:, i] |= anc[torch.arange(B), parents[:, i]]
+    return anc

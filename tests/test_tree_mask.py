@@ -7,19 +7,8 @@ import pytest
 import torch
 
 from cospec_ext import ops, reference
-from _trees import DEVICES, make_parents
+from _trees import DEVICES, ancestors, make_parents
 from _compare import assert_equal
-
-
-def ancestors(parents: torch.Tensor) -> torch.Tensor:
-    """bool [B, N, N]: anc[b, i, j] = j is i or an ancestor of i."""
-    B, N = parents.shape
-    anc = torch.zeros(B, N, N, dtype=torch.bool)
-    for i in range(N):
-        anc[:, i, i] = True
-        if i:
-            anc[:, i] |= anc[torch.arange(B), parents[:, i]]
-    return anc
 
 
 def torch_mask(pad, root, anc, S):

@@ -80,6 +80,11 @@ class DepthController:
     def accept_rate(self) -> float:
         return self.succ / self.trials
 
+    @property
+    def measured(self) -> bool:
+        """Costs come from timings: no given cost, and a draft forward and a round were timed."""
+        return self.fixed_cost is None and bool(self.t_draft) and bool(self.t_target)
+
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
         A deeper tree never verifies faster than a shallower one: T(d) is taken as the largest
@@ -88,7 +93,7 @@ class DepthController:
         step (a cold graph, a pause of the OS) then cannot make drafting look cheap (it once
         kept a never-accepted self-draft drafting ~10 rounds), and before a plain step is timed
         the rounds of a draft that is never switched off still weigh what their trees cost."""
-        if self.fixed_cost is not None or not self.t_draft or not self.t_target:
+        if not self.measured:
             c = 0.2 if self.fixed_cost is None else self.fixed_cost  # given, or a guess before any timing
             return [1 + c * d for d in range(self.max_depth + 1)]
         unit = min(self.t_target.values())
@@ -129,7 +134,7 @@ class DepthController:
             val = (1 - a ** (d + 1)) / (1 - a) / costs[d]
             if val > best_val * 1.0001:
                 best, best_val = d, val
-        if best and self.fixed_cost is None and self.t_draft and self.t_target and 0 not in self.t_target:
+        if best and self.measured and 0 not in self.t_target:
             # one plain step measures T(0): until then it is taken as the smallest measured T, an
             # upper bound, under which drafting looks cheaper than it may be (on a host where the
             # demo pair's drafting did not pay, every depth drafted and lost ~7% to target-only)

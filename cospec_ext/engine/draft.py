@@ -144,7 +144,7 @@ class Drafter:
         for d in range(1, depth + 1):
             (plo, phi), (lo, hi) = st.levels[d - 1], st.levels[d]
             par = st.local_parents[d]  # [n] index of each node's parent in the previous level
-            ls = ops.logit_stats_unchecked(logits)
+            ls = ops.logit_stats_unchecked(logits) if st.kmax == 1 or conf else None  # (top-k trees: unused)
             if st.kmax == 1:
                 cand[:, lo:hi] = ls.argmax[:, par]
             else:

@@ -1,11 +1,15 @@
-"""The compiled native forward's time by query count: what a verification of n tree nodes
-costs against a one-token step (the adaptive depth measures the same per depth).
+"""The compiled native forward's time by query count: what verifying n tree nodes costs
+against a one-token step, for models from 0.3 MiB to 300 MB of weights (the adaptive depth
+measures the same per depth inside decode).
 
-    python bench/forward_buckets.py [--calls 30] [--threads 2]
+    python bench/forward_buckets.py [--calls 20] [--threads 2] [--models L2d64,L8d384,...]
 
-The issue-3 bench pair's 8-layer target and its first-2-layers draft (bench/test_bench_decode.py),
-batch 1, 40 cached tokens; query counts pad to the forward's buckets (1, 2, 4, 8, then multiples
-of 8). Prints the median ms of `calls` calls after 3 warm-up calls (compiles on first use).
+Random Llama models (vocab 100, head_dim 64, kv heads = heads / 3), batch 1, 40 cached tokens;
+query counts pad to the forward's buckets (1, 2, 4, 8, 16). Per model and count: median ms of
+`calls` calls after 3 warm-up calls (graphs compile on first use, outside the timing), the
+weight bytes read per forward over the time (GB/s), GFLOP/s (2 x matrix parameters x tokens
+/ time) and the ratio to one token; the copy bandwidth of the same run is printed first
+(bench/gemv_speed.py `bandwidth`: 2 x bytes of `dst.copy_(src)` over 512 MB / time).
 """
 
 from __future__ import annotations
@@ -15,14 +19,37 @@ import statistics
 import time
 
 import torch
+import transformers
 
 from cospec_ext.engine.adapter import as_adapter
 from cospec_ext.engine.kv import KVCache, KVView
-from cospec_ext.engine.native import NativeAdapter, query_bucket
-from test_bench_decode import DRAFT_LAYERS, build_target, first_layers
+from cospec_ext.engine.native import NativeAdapter
+from gemv_speed import bandwidth
+
+# name -> (layers, hidden, intermediate)
+MODELS = {"L2d64": (2, 64, 172), "L4d128": (4, 128, 344), "L6d256": (6, 256, 688), "L8d384": (8, 384, 1024),
+          "L8d512": (8, 512, 1376), "L12d768": (12, 768, 2048)}
+COUNTS = (1, 2, 4, 5, 8, 16)
+
+
+def llama(layers: int, hidden: int, mlp: int, seed: int = 0) -> transformers.LlamaForCausalLM:
+    torch.manual_seed(seed)
+    heads = max(1, hidden // 64)
+    cfg = transformers.LlamaConfig(vocab_size=100, hidden_size=hidden, intermediate_size=mlp,
+                                   num_hidden_layers=layers, num_attention_heads=heads,
+                                   num_key_value_heads=max(1, heads // 3), max_position_embeddings=512,
+                                   tie_word_embeddings=False)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def weight_bytes(model) -> int:
+    """Bytes a forward reads of the parameters: all but the embedding table (n rows of it)."""
+    emb = model.model.embed_tokens.weight
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p is not emb)
 
 
 def times(model, counts, calls: int, past: int = 40, S: int = 256) -> dict:
+    """{n: median ms of a compiled forward over n new tokens at batch 1, `past` cached}."""
     ad = NativeAdapter(as_adapter(model), compile=True)
     cache = KVCache(ad.num_layers, 1, ad.num_kv_heads, S, ad.head_dim, ad.dtype, ad.device, rows=1)
     out = {}
@@ -47,19 +74,25 @@ def times(model, counts, calls: int, past: int = 40, S: int = 256) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default=",".join(MODELS))
     args = ap.parse_args()
+    copy_bw, read_bw = bandwidth(args.threads)
     torch.set_num_threads(args.threads)
-    target = build_target(0)
-    draft = first_layers(target, DRAFT_LAYERS)
-    counts = (1, 2, 3, 4, 5, 8)
-    print(f"compiled forward, batch 1, median ms of {args.calls} calls")
-    print("  model         " + " ".join(f"{f'n={n} ({query_bucket(n)})':>11}" for n in counts))
+    print(f"compiled native forward, batch 1, median of {args.calls} calls, {args.threads} threads; "
+          f"copy bandwidth {copy_bw:.1f} GB/s, read {read_bw:.1f} GB/s (same run)")
+    print(f"  {'model':<9} {'MiB':>6} {'n':>3} {'ms':>8} {'GB/s':>6} {'%copy':>6} {'GFLOP/s':>8} {'x 1 tok':>8}")
     with torch.inference_mode():
-        for name, m in (("bench target", target), ("bench draft", draft)):
-            t = times(m, counts, args.calls)
-            print(f"  {name:<13} " + " ".join(f"{t[n]:>11.2f}" for n in counts))
+        for name in args.models.split(","):
+            model = llama(*MODELS[name])
+            nbytes = weight_bytes(model)
+            flops = 2 * nbytes / 4  # per token: 2 FLOP per float32 matrix parameter
+            t = times(model, COUNTS, args.calls)
+            for n in COUNTS:
+                s = t[n] / 1e3
+                print(f"  {name:<9} {nbytes / 2**20:>6.1f} {n:>3} {t[n]:>8.3f} {nbytes / s / 1e9:>6.1f} "
+                      f"{100 * nbytes / s / 1e9 / copy_bw:>5.0f}% {flops * n / s / 1e9:>8.1f} {t[n] / t[1]:>8.2f}")
 
 
 if __name__ == "__main__":

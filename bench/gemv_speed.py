@@ -1,19 +1,24 @@
-"""Why the native forward computes small-row CPU projections as per-row reductions
-(engine/native.py `_linear`): the time of y = x @ W^T over weights that do not fit in the
-caches, for x with 1..8 rows, three ways, in one run:
+"""Projections over a handful of rows on the CPU: which path reads the weights once at the
+memory bandwidth (engine/native.py `_linear` uses the winner, cospec::linear_rows).
 
-- eager `F.linear` (MKL),
-- the same under `torch.compile` (inductor calls MKL for the matrix product),
-- `_linear` under `torch.compile` (one reduction per row, fused into one pass over W).
+    python bench/gemv_speed.py [--mats 20] [--repeats 7] [--threads 2] [--rows 1,2,4,5,8,16]
+                               [--autotune] [--dtype float32|bfloat16]
 
-    python bench/gemv_speed.py [--mats 40] [--repeats 7] [--threads 2] [--cpp-threads 2]
+y = x @ W^T summed over `mats` [1536, 576] weights (SmolLM2's MLP shape; 20 float32 = 71 MB,
+past any L2 and most L3s), per call, by path, in one run (medians of interleaved repeats):
 
-`--cpp-threads`: the threads of inductor's kernels (engine/native.py: 1 for models under
-PARALLEL_BYTES = 64 MB of weights, torch's thread count above; MKL uses `--threads`).
+- `mkl`:        eager `F.linear` (MKL's sgemm / sgemv; oneDNN for bfloat16),
+- `packed`:     `F.linear` compiled by inductor with `freezing` (weights prepacked for
+                MKL / oneDNN's linear: the well-kept packed path),
+- `autotune`:   (with --autotune) inductor's max-autotune C++ GEMM template (register-blocked
+                micro-kernels; compiles for minutes),
+- `per-row`:    the former `_linear`: one fused reduction per row, y[r] = (W * x[r]).sum(-1),
+                compiled (reads W once per row),
+- `linear_rows`: cospec::linear_rows (reads W once for every row), eager.
 
-Weights: `mats` float32 [1536, 576] matrices (SmolLM2's MLP shape; 40 of them = 141 MB) read
-once per call. Prints per rows: median ms per call and GB/s of weights read, and the ratio
-MKL / _linear (medians of interleaved repeats).
+Prints ms per call and GB/s of weight bytes (bytes of W / time) beside the copy bandwidth
+measured in the same run (STREAM convention: 2 x bytes / time of `dst.copy_(src)` over 512 MB)
+and the read bandwidth (`src.sum()`).
 """
 
 from __future__ import annotations
@@ -25,54 +30,89 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cospec_ext.engine.native import _linear
+import cospec_ext  # noqa: F401  (registers torch.ops.cospec)
+
+
+def bandwidth(threads: int, mb: int = 512, repeats: int = 5) -> tuple[float, float]:
+    """(copy GB/s counting read + write, read GB/s of a sum) over `mb` MB of float32."""
+    torch.set_num_threads(threads)
+    src = torch.rand(mb * (1 << 20) // 4)
+    dst = torch.empty_like(src)
+    cp, rd = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        cp.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        src.sum()
+        rd.append(time.perf_counter() - t0)
+    nbytes = src.numel() * 4
+    return 2 * nbytes / min(cp) / 1e9, nbytes / min(rd) / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mats", type=int, default=40)
+    ap.add_argument("--mats", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cpp-threads", type=int, default=2)
+    ap.add_argument("--rows", default="1,2,4,5,8,16")
+    ap.add_argument("--autotune", action="store_true")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    dt = getattr(torch, args.dtype)
     import torch._inductor.config as ic
 
-    ic.cpp_wrapper, ic.cpp.threads = True, args.cpp_threads  # as engine/native.py compiles on the CPU
+    ic.cpp_wrapper = True  # as engine/native.py compiles on the CPU
     g = torch.Generator().manual_seed(0)
-    lins = [torch.nn.Linear(576, 1536, bias=False) for _ in range(args.mats)]
-    for m in lins:
-        m.weight.requires_grad_(False).copy_(torch.randn(1536, 576, generator=g))
-    gb = sum(m.weight.numel() for m in lins) * 4 / 1e9
+    ws = [torch.randn(1536, 576, generator=g).to(dt) for _ in range(args.mats)]
+    gb = sum(w.numel() * w.element_size() for w in ws) / 1e9
+    copy_bw, read_bw = bandwidth(args.threads)
+    torch.set_num_threads(args.threads)
 
     def mkl(x):
-        return torch.cat([F.linear(x, m.weight) for m in lins], -1)
+        return sum(F.linear(x, w) for w in ws)
 
-    def rows(x):
-        return torch.cat([_linear(x, m) for m in lins], -1)
+    def per_row(x):
+        return sum(torch.stack([(w * x[r]).sum(-1) for r in range(x.shape[0])]) for w in ws)
 
-    print(f"{args.mats} float32 [1536, 576] weights ({gb * 1e3:.0f} MB), {args.threads} threads "
-          f"({args.cpp_threads} in inductor's kernels), "
-          f"median of {args.repeats} interleaved repeats")
-    print(f"  {'rows':>4} {'eager F.linear':>16} {'compiled F.linear':>18} {'compiled _linear':>17} {'MKL/_linear':>11}")
-    for r in (1, 2, 4, 8):
-        x = torch.randn(r, 576, generator=g)
-        fns = {"eager": mkl, "compiled": torch.compile(mkl, dynamic=False, fullgraph=True),
-               "rows": torch.compile(rows, dynamic=False, fullgraph=True)}
-        ref = mkl(x)
-        for f in fns.values():
-            torch.testing.assert_close(f(x), ref, rtol=1e-4, atol=1e-3)
-        ts = {k: [] for k in fns}
-        for _ in range(args.repeats):
-            for k, f in fns.items():
-                t0 = time.perf_counter()
-                for _ in range(3):
-                    f(x)
-                ts[k].append((time.perf_counter() - t0) / 3)
+    def rows_op(x):
+        return sum(torch.ops.cospec.linear_rows(x, w) for w in ws)
+
+    def compiled(fn, **opts):
+        return torch.compile(fn, dynamic=False, fullgraph=True, options=opts)
+
+    print(f"{args.mats} {args.dtype} [1536, 576] weights ({gb * 1e3:.0f} MB), {args.threads} threads, "
+          f"median ms of {args.repeats} interleaved repeats; copy bandwidth {copy_bw:.1f} GB/s, "
+          f"read {read_bw:.1f} GB/s (same run)")
+    names = ["mkl", "packed"] + (["autotune"] if args.autotune else []) + ["per-row", "linear_rows"]
+    print(f"  {'rows':>4} " + " ".join(f"{n:>18}" for n in names) + f" {'mkl/ours':>9} {'ours/1row':>9}")
+    one = None
+    for r in [int(v) for v in args.rows.split(",")]:
+        x = torch.randn(r, 576, generator=g).to(dt)
+        with torch.no_grad():
+            torch._dynamo.reset()
+            fns = {"mkl": mkl, "packed": None, "per-row": compiled(per_row), "linear_rows": rows_op}
+            with ic.patch(freezing=True):
+                fns["packed"] = compiled(mkl)
+                fns["packed"](x)
+            if args.autotune:
+                fns["autotune"] = compiled(mkl, max_autotune=True, max_autotune_gemm_backends="CPP")
+            ref = mkl(x.float() if dt != torch.float32 else x).float()
+            for name in names:
+                torch.testing.assert_close(fns[name](x).float(), ref, rtol=2e-2, atol=0.5)
+            ts = {k: [] for k in names}
+            for _ in range(args.repeats):
+                for k in names:
+                    t0 = time.perf_counter()
+                    for _ in range(3):
+                        fns[k](x)
+                    ts[k].append((time.perf_counter() - t0) / 3)
         med = {k: statistics.median(v) for k, v in ts.items()}
-        ratio = statistics.median(a / b for a, b in zip(ts["eager"], ts["rows"]))
+        ratio = statistics.median(a / b for a, b in zip(ts["mkl"], ts["linear_rows"]))
+        one = one or med["linear_rows"]
         cell = lambda k: f"{med[k] * 1e3:6.2f} ms {gb / med[k]:5.1f}GB/s"  # noqa: E731
-        print(f"  {r:>4} {cell('eager'):>16} {cell('compiled'):>18} {cell('rows'):>17} {ratio:>10.2f}x")
+        print(f"  {r:>4} " + " ".join(f"{cell(k):>18}" for k in names)
+              + f" {ratio:>8.2f}x {med['linear_rows'] / one:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ node i. A chain of k drafted tokens is `parents = [-1, 0, 1, ..., k-1]`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -497,3 +498,43 @@ def tree_mask(out: torch.Tensor, pad: torch.Tensor, root_slot: torch.Tensor, anc
 def _tree_mask_fake(out, pad, root_slot, anc):
     torch._check(out.dim() == 4, lambda: "out must be [B, 1, nq, S]")
     return None
+
+
+def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """y = x @ weight.T + bias for a handful of rows, reading `weight` once (`F.linear`'s math).
+
+        y[..., n] = sum_k x[..., k] * weight[n, k] + bias[n]      accumulated in float32
+
+    Built for M = x.numel() / K = 1..16 rows (a decode step, a draft level, a verification tree)
+    on the CPU, where a forward is bound by reading the weights: register tiles of up to 8 rows
+    of x by up to 8 rows of W (AVX-512 / AVX2 / portable builds, chosen at run time), W split
+    over torch's threads from 1 MiB on. Any M works (rows go in blocks of 8 over panels of W
+    that stay in L2). On CUDA it calls cuBLAS (`F.linear`).
+
+    Args:
+        x: [..., K] float32 / bfloat16 / float16, any strides.
+        weight: [N, K], x's dtype and device (a unit stride along K avoids a copy).
+        bias: [N], x's dtype, or None.
+    Returns:
+        [..., N] in x's dtype.
+    """
+    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
+    check.tensor("weight", weight, dtypes=(x.dtype,), dim=2, device=x.device)
+    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"`x` must be [..., K] with K = weight.shape[1] = {weight.shape[1]}, got {list(x.shape)}")
+    N = weight.shape[0]
+    if bias is not None:
+        check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
+        if bias.shape[0] != N:
+            raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
+    K = x.shape[-1]
+    y = _ops.linear_rows(x.reshape(x.numel() // K if K else math.prod(x.shape[:-1]), K), weight, bias)  # [M, N]
+    return y.view(*x.shape[:-1], N)
+
+
+@torch.library.register_fake("cospec::linear_rows")
+def _linear_rows_fake(x, weight, bias=None):
+    torch._check(x.dim() == 2 and weight.dim() == 2, lambda: "x must be [M, K] and weight [N, K]")
+    torch._check(x.shape[1] == weight.shape[1], lambda: "x [M, K] and weight [N, K] must share K")
+    torch._check(x.dtype == weight.dtype, lambda: "x and weight must have one dtype")
+    return x.new_empty((x.shape[0], weight.shape[0]))

@@ -281,3 +281,9 @@ def tree_mask_ref(pad: torch.Tensor, root_slot: torch.Tensor, anc: torch.Tensor,
                 j = s - r
                 out[b, 0, q, s] = bool(anc[b if anc.shape[0] > 1 else 0, q, j]) if 0 <= j < n else p <= s < r
     return out
+
+
+def linear_rows_ref(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """linear_rows in float64: y[..., n] = sum_k x[..., k] weight[n, k] + bias[n], float64 [..., N]."""
+    y = x.double() @ weight.double().T
+    return y if bias is None else y + bias.double()

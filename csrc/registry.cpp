@@ -41,4 +41,7 @@ TORCH_LIBRARY(cospec, m) {
   // The attention mask of a forward over tree nodes, written into `out` [B, 1, nq, S]: the
   // committed prefix [pad, root_slot) and each query's ancestors-or-self at root_slot + j.
   m.def("tree_mask(Tensor(a!) out, Tensor pad, Tensor root_slot, Tensor anc) -> ()");
+  // y = x W^T + b for a handful of rows x [M, K] (a decode step, a draft level, a verification
+  // tree), reading each weight W [N, K] once: register tiles over rows, float32 accumulation.
+  m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
 }

@@ -41,6 +41,9 @@ def samples(device):
         "commit_tokens": [(d(torch.randint(0, 301, (3, 30), generator=g)), d(torch.tensor([2, 9, 20])), d(cand),
                            d(path), d(reference.verify_tree_ref(cand, par, x).accept_len),
                            d(torch.tensor([5, 6, 7])), d(torch.tensor([int(cand[0, 1])])), 27)],
+        "linear_rows": [(d(torch.randn(5, 33, generator=g)), d(torch.randn(21, 33, generator=g)), None),
+                        (d(torch.randn(3, 16, generator=g).bfloat16()), d(torch.randn(7, 16, generator=g).bfloat16()),
+                         d(torch.randn(7, generator=g).bfloat16()))],
         "node_features": [
             (d(x), d(cand), d(par), d(depth), d(torch.randint(0, 3, (3, 9), generator=g)),
              d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
@@ -54,7 +57,7 @@ def samples(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
-                                "commit_tokens", "tree_mask"])
+                                "commit_tokens", "tree_mask", "linear_rows"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

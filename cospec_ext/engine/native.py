@@ -139,8 +139,8 @@ class _Core(torch.nn.Module):
         return _linear(hid, self.head), hid
 
 
-# Rows up to which a CPU projection runs as per-row reductions (below).
-GEMV_ROWS = 8
+# Rows up to which a CPU projection runs as cospec::linear_rows (below).
+LINEAR_ROWS_MAX = 16
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
@@ -148,21 +148,17 @@ PARALLEL_BYTES = 64 << 20
 def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
     """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
 
-    On the CPU with at most GEMV_ROWS rows (decode steps, draft levels, small trees), as one
-    reduction per row, y[r] = (W * x[r]).sum(-1), which inductor fuses into a single pass
-    over W with a vector accumulator per row. Decode is bound by reading the weights, and
-    measured on two 2-core machines that pass beats MKL's matrix-vector product on a
-    [out, in] float32 matrix: 23 vs 12 GB/s (one thread, DRAM-bound), 26 vs 22 GB/s (two
-    threads, another host; bench/gemv_speed.py, bench/RESULTS.md); an uncompiled call
-    computes the same sums (materialising W * x[r])."""
+    On the CPU with at most LINEAR_ROWS_MAX rows (decode steps, draft levels, verification
+    trees) through `cospec::linear_rows`, which reads W once for all rows (register tiles over
+    rows; W split over torch's threads from 1 MiB on): a forward bound by reading the weights
+    then costs about the same for 1 and for 8 tokens (bench/forward_buckets.py). Inside a
+    compiled graph the op is an extern call between inductor's fused kernels. More rows (a
+    prefill) and other devices use `F.linear` (MKL, cuBLAS)."""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
-    if x.device.type != "cpu" or rows > GEMV_ROWS:
+    if x.device.type != "cpu" or rows > LINEAR_ROWS_MAX:
         return F.linear(x, w, b)
-    flat = x.reshape(rows, x.shape[-1])
-    y = torch.stack([(w * flat[r]).sum(-1) for r in range(rows)])  # [rows, out]
-    if b is not None:
-        y = y + b
+    y = torch.ops.cospec.linear_rows(x.reshape(rows, x.shape[-1]), w, b)  # [rows, out]
     return y.view(*x.shape[:-1], w.shape[0])
 
 

@@ -1,0 +1,250 @@
+// The register-tile kernel of cospec::linear_rows (see linear_rows.h). Included by the
+// per-ISA translation units, which pick the instruction set first (CPU_CAPABILITY_AVX512,
+// CPU_CAPABILITY_AVX2 or neither) and define COSPEC_VEC_NS, the namespace of the instantiations.
+//
+// One tile: MR rows of x by NR rows of W, acc[m][j] += x[m, k:k+L] * W[j, k:k+L] for each
+// vector of L lanes along K (the last partial vector by masked loads), then y[m, j] = the lane
+// sum of acc[m][j] + bias[j]. NR is the largest that keeps the MR * NR accumulators, the NR W
+// vectors and one x vector in the vector registers (32 with AVX-512, 16 with AVX2). Raw
+// intrinsics and fully unrolled loops over m and j: with at::vec's class and any loop over an
+// accumulator left rolled, GCC keeps the accumulators on the stack (measured: 2-4x slower).
+// While a tile runs, the next tile's W rows are prefetched, one cache line per row per step,
+// so a stream of short rows does not wait on memory at each tile's start.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "linear_rows.h"
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
+
+namespace cospec::cpu::COSPEC_VEC_NS {
+
+#if defined(CPU_CAPABILITY_AVX512)
+// 16 float lanes. Partial vectors: the first r lanes, the rest zero.
+struct V {
+  using R = __m512;
+  static constexpr int64_t L = 16;
+  static constexpr int kRegs = 32;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(R a) { return _mm512_reduce_add_ps(a); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R a) { _mm512_storeu_ps(p, a); }
+  static R load(const c10::BFloat16* p) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+  }
+  static R load(const c10::Half* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __mmask16 mask(int64_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
+  static R load(const float* p, int64_t r) { return _mm512_maskz_loadu_ps(mask(r), p); }
+  static R load(const c10::BFloat16* p, int64_t r) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask(r), p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+  }
+  static R load(const c10::Half* p, int64_t r) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask(r), p));
+  }
+};
+#elif defined(CPU_CAPABILITY_AVX2)
+// 8 float lanes.
+struct V {
+  using R = __m256;
+  static constexpr int64_t L = 8;
+  static constexpr int kRegs = 16;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static float sum(R a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R a) { _mm256_storeu_ps(p, a); }
+  static R widen_bf16(__m128i h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static R load(const c10::BFloat16* p) {
+    return widen_bf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static R load(const c10::Half* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static R load(const float* p, int64_t r) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), idx));
+  }
+  static __m128i load16(const void* p, int64_t r) {
+    uint16_t buf[8] = {};
+    std::memcpy(buf, p, static_cast<size_t>(r) * 2);
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf));
+  }
+  static R load(const c10::BFloat16* p, int64_t r) { return widen_bf16(load16(p, r)); }
+  static R load(const c10::Half* p, int64_t r) { return _mm256_cvtph_ps(load16(p, r)); }
+};
+#else
+// The portable build: one float "lane"; the compiler vectorises what it can.
+struct V {
+  using R = float;
+  static constexpr int64_t L = 1;
+  static constexpr int kRegs = 16;
+  static R zero() { return 0.f; }
+  static R fma(R a, R b, R c) { return a * b + c; }
+  static float sum(R a) { return a; }
+  static void store(float* p, R a) { *p = a; }
+  template <typename T>
+  static R load(const T* p) { return static_cast<float>(*p); }
+  template <typename T>
+  static R load(const T* p, int64_t) { return static_cast<float>(*p); }
+};
+#endif
+
+// Rows of x per register tile, and W columns per tile for MR rows: the MR * NR accumulators,
+// NR W vectors and one x vector within the registers less a few, NR <= 8. (Larger MR with
+// fewer columns, e.g. 8 x 3 on AVX-512, measured slower: GCC then folds the x loads into the
+// FMAs, one load per FMA.) More rows run as several blocks over each W tile, which the later
+// blocks read from L1.
+constexpr int kRows = V::kRegs == 32 ? 5 : 4;
+constexpr int tile_cols(int MR) { return std::max(1, std::min(8, (V::kRegs - 5) / (MR + 1))); }
+
+// y[m, j] (m < MR, j < NR) over W rows w + j * ldw, or the part of the sums over k in [k0, k1)
+// (k0 a multiple of the lanes): the accumulators start at zero when k0 == 0, else from
+// `part` [MR][NR][lanes], and go to `part` when k1 < K, else (lane sums + bias) to y. bias
+// (may be null) and y point at the tile's first column; with PF, the next tile's W rows from pf
+// on are prefetched alongside (any readable address).
+template <int MR, int NR, bool PF, typename T>
+inline void tile(const float* x, int64_t ldx, int64_t k0, int64_t k1, int64_t K, const T* w,
+                 int64_t ldw, const float* bias, float* y, int64_t ldo, const T* pf, float* part) {
+  using R = typename V::R;
+  R acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) acc[m][j] = k0 == 0 ? V::zero() : V::load(part + (m * NR + j) * V::L);
+  const int64_t kv = k1 == K ? K - K % V::L : k1;
+  for (int64_t k = k0; k < kv; k += V::L) {
+    if constexpr (PF) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) __builtin_prefetch(pf + j * ldw + k, 0, 2);
+    }
+    R wv[NR];
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) wv[j] = V::load(w + j * ldw + k);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const R xv = V::load(x + m * ldx + k);
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) acc[m][j] = V::fma(xv, wv[j], acc[m][j]);
+    }
+  }
+  if (kv < k1) {  // the partial last vector of K
+    const int64_t r = K - kv;
+    R wv[NR];
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) wv[j] = V::load(w + j * ldw + kv, r);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const R xv = V::load(x + m * ldx + kv, r);
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) acc[m][j] = V::fma(xv, wv[j], acc[m][j]);
+    }
+  }
+  if (k1 < K) {
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) V::store(part + (m * NR + j) * V::L, acc[m][j]);
+    return;
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) y[m * ldo + j] = V::sum(acc[m][j]) + (bias ? bias[j] : 0.f);
+}
+
+// Every row block of x against one W tile of NR columns, in chunks of kc along K (so that a
+// chunk of every row of x and of the tile stay in L1 while the blocks pass over it): blocks of
+// MR rows, the last one of fewer; only the first block prefetches the next W tile. part: room
+// for every block's accumulators (used when K > kc).
+template <int MR, int NR, typename T>
+inline void tile_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t kc, const T* w,
+                      int64_t ldw, const float* bias, float* y, int64_t ldo, const T* pf, float* part) {
+  constexpr int64_t kPart = MR * NR * V::L;
+  for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += kc) {
+    const int64_t k1 = std::min(K, k0 + kc);
+    int64_t m0 = 0, b = 0;
+    if (M >= MR) {
+      tile<MR, NR, true>(x, ldx, k0, k1, K, w, ldw, bias, y, ldo, pf, part);
+      for (m0 = MR, b = 1; m0 + MR <= M; m0 += MR, ++b)
+        tile<MR, NR, false>(x + m0 * ldx, ldx, k0, k1, K, w, ldw, bias, y + m0 * ldo, ldo, pf,
+                            part + b * kPart);
+    }
+    const int64_t r = M - m0;
+    const float* xr = x + m0 * ldx;
+    float* yr = y + m0 * ldo;
+    float* pr = part + b * kPart;
+    if constexpr (MR > 1) {
+      if (r == 1) tile<1, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if constexpr (MR > 2) {
+      if (r == 2) tile<2, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if constexpr (MR > 3) {
+      if (r == 3) tile<3, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if constexpr (MR > 4) {
+      if (r == 4) tile<4, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if (k1 == K) break;
+  }
+}
+
+// M rows of x (blocks of MR) against W rows [n0, n1): tiles of tile_cols(MR) columns, then
+// one-column tiles.
+template <int MR, typename T>
+void row_blocks(const float* x, int64_t ldx, int64_t M, int64_t K, const T* w, int64_t ldw,
+                const float* bias, int64_t n0, int64_t n1, float* y, int64_t ldo) {
+  constexpr int NR = tile_cols(MR);
+  // chunk of K: M rows of x and NR rows of W in 24 KiB (half of a 48 KiB L1)
+  const int64_t per_k = 4 * M + NR * static_cast<int64_t>(sizeof(T));
+  const int64_t kc = std::max<int64_t>(V::L, (int64_t{24} << 10) / per_k / V::L * V::L);
+  std::vector<float> part(K > kc ? static_cast<size_t>((M + MR - 1) / MR * MR * NR * V::L) : 0);
+  int64_t n = n0;
+  for (; n + NR <= n1; n += NR) {
+    const T* next = w + std::min(n + NR, n1 - 1) * ldw;
+    tile_rows<MR, NR>(x, ldx, M, K, kc, w + n * ldw, ldw, bias ? bias + n : nullptr, y + n, ldo,
+                      next, part.data());
+  }
+  for (; n < n1; ++n) {
+    const T* next = w + std::min(n + 1, n1 - 1) * ldw;
+    tile_rows<MR, 1>(x, ldx, M, K, kc, w + n * ldw, ldw, bias ? bias + n : nullptr, y + n, ldo,
+                     next, part.data());
+  }
+}
+
+// The LinearRowsFn: rows in ceil(M / kRows) blocks of near-equal size.
+template <typename T>
+void linear_rows(const float* x, int64_t ldx, int64_t M, int64_t K, const T* w, int64_t ldw,
+                 const float* bias, int64_t n0, int64_t n1, float* y, int64_t ldo) {
+  if (M <= 0 || n1 <= n0) return;
+  const int64_t blocks = (M + kRows - 1) / kRows;
+  switch ((M + blocks - 1) / blocks) {
+    case 1:
+      return row_blocks<1>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+    case 2:
+      return row_blocks<2>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+    case 3:
+      return row_blocks<3>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+    case 4:
+      return row_blocks<4>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+    default:
+      if constexpr (kRows >= 5) return row_blocks<5>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+  }
+}
+
+}  // namespace cospec::cpu::COSPEC_VEC_NS

@@ -102,6 +102,13 @@ def _op_suite(dev, gen):
     feats, w1, b1 = torch.randn(11, 6, generator=gen), torch.randn(16, 6, generator=gen), torch.randn(16, generator=gen)
     wo, bo = torch.randn(16, generator=gen), torch.randn(1, generator=gen)
     z, ng = torch.zeros(3, 9, dtype=torch.int64), torch.zeros(3, dtype=torch.int64)
+    v = cuda_ops.verify_tree(cand, par, x, None, None, 0.0, None)
+    acc_len, nxt = v[1], v[2]
+    seq, total = torch.randint(0, 3000, (3, 30), generator=gen), torch.tensor([3, 10, 20])
+    anc = torch.eye(9, dtype=torch.bool).expand(3, 9, 9).clone()
+    for i in range(1, 9):
+        anc[:, i] |= anc[torch.arange(3), par[:, i]]
+    pad, root = torch.tensor([0, 2, 5]), torch.tensor([4, 20, 31])
     return [
         ("logit_stats", lambda: cuda_ops.logit_stats(d(x), d(cand), d(par)), lambda: cuda_ops.logit_stats(x, cand, par)),
         ("verify_tree greedy", lambda: cuda_ops.verify_tree(d(cand), d(par), d(x), None, d(acc), 0.0, None),
@@ -114,11 +121,28 @@ def _op_suite(dev, gen):
          lambda: (lambda c: (cuda_ops.kv_rollback(c, base, path), c))(cache.clone())),
         ("node_features", lambda: cuda_ops.node_features(d(x), d(cand), d(par), d(z), d(z), d(ng), d(x), 3),
          lambda: cuda_ops.node_features(x, cand, par, z, z, ng, x, 3)),
+        ("commit_tokens", lambda: _commit(d, cand, path, seq, total, acc_len, nxt),
+         lambda: _commit(lambda t: t, cand, path, seq, total, acc_len, nxt)),
+        ("tree_mask", lambda: _mask(d, pad, root, anc), lambda: _mask(lambda t: t, pad, root, anc)),
     ]
 
 
+def _commit(d, cand, path, seq, total, acc_len, nxt):
+    s, t = d(seq.clone()), d(total.clone())
+    counts = cuda_ops.commit_tokens(s, t, d(cand), d(path), d(acc_len), d(nxt), d(torch.tensor([7])), seq.shape[1])
+    return counts, s, t
+
+
+def _mask(d, pad, root, anc):
+    out = d(torch.ones(anc.shape[0], 1, anc.shape[1], 40, dtype=torch.bool))
+    cuda_ops.tree_mask(out, d(pad), d(root), d(anc))
+    return out
+
+
 def case_streams_and_devices(gen):
-    """Every op under a side stream (torch.cuda.stream(s)) and, with two GPUs, on cuda:1."""
+    """Every op (commit_tokens and tree_mask too) under a side stream (torch.cuda.stream(s))
+    and, with two GPUs, on cuda:1 (inside torch.cuda.device; gpu_check's
+    case_guard_on_other_device runs them with the current device left at 0)."""
     devices = ["cuda:0"] + (["cuda:1"] if torch.cuda.device_count() > 1 else [])
     for dev in devices:
         for name, on_dev, on_cpu in _op_suite(torch.device(dev), gen):
@@ -128,14 +152,17 @@ def case_streams_and_devices(gen):
             s.synchronize()
             want = on_cpu()
             tol = (1e-4, 2e-4) if name in ("logit_stats", "arbiter_score", "node_features") else None
+            torch.cuda.synchronize()
             _cmp_all(f"{name} on {dev} under a side stream", got, want, tol)
     if len(devices) == 1:
-        print("SKIP ops on cuda:1 (one GPU)")
+        print("SKIP ops on cuda:1 under a side stream: only one GPU")
 
 
 def case_kv_over_2g(gen):
     """kv_rollback on a bfloat16 cache of 2^31 + elements (4.3 GB): compared, not only timed."""
     shape = (2, 33, 8, 8, 4096, 128)  # 2,214,592,512 elements > 2^31 = 2,147,483,648
+    if G.STUB:  # CUDA stubbed on the CPU: the same case on a small cache (said in its name)
+        shape = (2, 3, 8, 2, 4096, 8)
     n = math.prod(shape)
     cache = torch.randn(shape, dtype=torch.bfloat16, device="cuda")
     B, N, base = shape[2], 24, 4000
@@ -156,7 +183,8 @@ def case_kv_over_2g(gen):
         problems.append(G.exact(f"b={b} slots past the path", cache[:, :, b, :, base + k:base + N],
                                 before[:, :, b, :, k:N]))
     problems.append(G.exact("new_len", new_len.cpu(), base + (path >= 0).sum(1)))
-    G.report(f"kv_rollback bf16 cache {list(shape)} ({n} elements > 2^31)", G.first_problem(*problems))
+    G.report(f"kv_rollback bf16 cache {list(shape)} ({n} elements{' > 2^31' if n > 2**31 else ', shrunk: CUDA stubbed'})",
+             G.first_problem(*problems))
     del cache, before
 
 
@@ -320,6 +348,9 @@ def case_round_ops(gen, B: int = 5, N: int = 9, S: int = 64):
     gtot = torch.tensor([-3, S, S - 1], device="cuda")
     acc = torch.tensor([N + 5, -2, 3], device="cuda")
     path = torch.randint(-9, 3 * N, (3, N), generator=gen).cuda()
+    if G.STUB:  # the CPU kernel raises on these values where the CUDA kernel must not fault
+        G.report("commit_tokens / tree_mask garbage inputs", None, "skipped: CUDA stubbed, the CPU kernel refuses them")
+        return
     counts = cuda_ops.commit_tokens(gseq, gtot, cand[:3].cuda(), path, acc, v.next_token[:3].cuda(), eos.cuda(), S)
     cuda_ops.tree_mask(torch.zeros(3, 1, N, S, dtype=torch.bool, device="cuda"), torch.full((3,), -5, device="cuda"),
                        torch.tensor([S, -7, 10**9], device="cuda"), anc[:3].cuda())

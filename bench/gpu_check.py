@@ -16,7 +16,11 @@ side stream and on cuda:1 (with two GPUs), a > 2^31-element kv_rollback compared
 slot, tiny temperatures and residual draws without mass, the argmax walk over several
 blocks, strided unaligned arbiter features and the R = 1 unstaged MLP; --small also runs
 the paths the sanitizers must see (split rows, the unstaged walk, multi-chunk residuals,
-multi-batch rollbacks).
+multi-batch rollbacks). bench/_gpu_ref.py (issue 23) compares CUDA with the float64
+reference (not only with the CPU kernels) on special rows: sampling with some NaN, x = 1e38
+at T = 0.1, a greedy walk through every special row, a late huge max, levels < depth, float16;
+tree_mask layouts and pads; the device guard on cuda:1; > 2^31 elements for logit_stats,
+verify_tree and node_features; --small runs the special rows too.
 Timing: median of 50 CUDA-event timings per op; GB/s counts the bytes the kernel must
 read + write; % is of the device copy bandwidth measured in the same run.
 Exit status 1 when any case fails.
@@ -33,6 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _gpu_cases as G  # noqa: E402
 import _gpu_more as M  # noqa: E402
+import _gpu_ref as R  # noqa: E402
 
 import cospec_ext  # noqa: E402
 from cospec_ext import ops  # noqa: E402
@@ -158,6 +163,9 @@ def case_features(dt, B, N, V, gen, shared_tree=False, pad=0):
 
 def case_garbage(gen):
     """Invalid values straight to the kernels (no validation): must not fault."""
+    if G.STUB:  # the CPU kernels raise on these values where the CUDA kernels must not fault
+        G.report("garbage inputs", None, "skipped: CUDA stubbed, the CPU kernels refuse them")
+        return
     B, N, V = 3, 24, 300
     x = torch.randn(B, N, V, device="cuda")
     cand = torch.randint(-1000, 1000, (B, N), generator=gen).cuda()
@@ -191,6 +199,8 @@ def correctness(small: bool) -> None:
         case_features(torch.float32, 2, 6, 50, gen)
         M.small_paths(gen)
         M.case_round_ops(gen, B=3, N=5, S=24)
+        R.small_special(gen)
+        R.case_tree_mask_layouts(gen)
         case_garbage(gen)
         return
     for dt in DTYPES:
@@ -231,6 +241,15 @@ def correctness(small: bool) -> None:
     M.case_kv_over_2g(gen)
     M.case_round_ops(gen)
     M.case_round_ops(gen, B=300, N=17, S=200)
+    # issue 23: against the float64 reference, layouts, devices, > 2^31 elements
+    R.case_sampling_some_nan(gen)
+    R.case_sampling_max_first(gen)
+    R.case_greedy_special_walk(gen)
+    R.case_stats_vs_reference(gen)
+    R.case_features_vs_reference(gen)
+    R.case_tree_mask_layouts(gen)
+    R.case_guard_on_other_device(gen, M._op_suite, M._cmp_all)
+    R.case_over_2g(gen)
     case_garbage(gen)
 
 
@@ -279,7 +298,7 @@ def bench() -> None:
         add("arbiter_score", f"M={M} F={F} H={H1}/{H2}", dt,
             lambda: cuda_ops.arbiter_score(f, w1, b1, w2, b2, wo, bo, "gelu"),
             f.numel() * f.element_size() + M * 4 + 4 * (w1.numel() + w2.numel()))
-    for B, N, V in ((8, 5, 32000), (64, 5, 32000), (8, 16, 152064)):
+    for B, N, V in ((1, 5, 32000), (1, 40, 32000), (8, 5, 32000), (64, 5, 32000), (8, 16, 152064)):
         par = G.make_parents(B, N, torch.Generator().manual_seed(N)).cuda()
         x = (torch.randn(B, N, V, device="cuda") * 3).to(torch.bfloat16)
         d = (torch.randn(B, N, V, device="cuda") * 3).to(torch.bfloat16)
@@ -290,7 +309,8 @@ def bench() -> None:
         add("node_features", f"B={B} N={N} V={V}", torch.bfloat16,
             lambda: cuda_ops.node_features(x, cand, par, z, z, ng, d, N), 5 * x.numel() * 2 + B * N * 80)
         del x, d
-    cache = torch.randn(2, 24, 8, 8, 4096, 128, device="cuda", dtype=torch.bfloat16)
+    S = 1100 if G.STUB else 4096  # stubbed CUDA: a smaller cache, the same moves
+    cache = torch.randn(2, 24, 8, 8, S, 128, device="cuda", dtype=torch.bfloat16)
     for B in (1, 8):
         for N in (16, 64):
             c = cache[:, :, :B]
@@ -298,7 +318,7 @@ def bench() -> None:
             path[:, : N // 2] = torch.arange(0, N, 2, device="cuda")  # j <- 2j: N/2 - 1 moves
             base = torch.full((B,), 1000, dtype=torch.int64, device="cuda")
             moved = 2 * 24 * B * 8 * (N // 2 - 1) * 128 * 2
-            add("kv_rollback", f"[2,24,{B},8,4096,128] N={N}", torch.bfloat16,
+            add("kv_rollback", f"[2,24,{B},8,{S},128] N={N}", torch.bfloat16,
                 lambda: cuda_ops.kv_rollback(c, base, path), 2 * moved)
     del cache
 

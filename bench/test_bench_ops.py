@@ -211,7 +211,7 @@ def test_arbiter_score(benchmark, shape, kind):
 
 # ------------------------------------------------------------------ node_features
 
-FEATURE_SHAPES = [(8, 5, 512)] if QUICK else [(8, 5, 512), (64, 5, 32000), (8, 16, 32000)]
+FEATURE_SHAPES = [(8, 5, 512)] if QUICK else [(1, 5, 512), (8, 5, 512), (64, 5, 32000), (8, 16, 32000)]  # B1: the engine's
 
 
 def node_features_torch(x, cand, parents, depth, rank, ngen, d, levels):

@@ -13,6 +13,19 @@ import torch.nn.functional as F
 from .ops import MIN_TEMPERATURE, LogitStats, VerifyOutput
 
 
+def _entropy(x: torch.Tensor) -> torch.Tensor:
+    """-sum p log p of softmax(x) over the last dim as log s - sum(e d) / s with d = x - max,
+    e = exp(d), s = sum e: exact for huge logits, where x - logsumexp(x) loses log s even in
+    float64 (70000 zeros then two logits 1e34: ln 2, not 0; issue 23). A NaN gives NaN; a
+    row with no finite max is left to the callers' special-row rules."""
+    m = x.amax(-1, keepdim=True)
+    d = x - torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    e = d.exp()
+    s = e.sum(-1)
+    u = torch.where(e > 0, e * d, torch.zeros_like(e)).sum(-1)
+    return torch.where(s == 0, torch.zeros_like(s), s.log() - u / s)
+
+
 def logit_stats_ref(
     logits: torch.Tensor, candidates: Optional[torch.Tensor] = None, parents: Optional[torch.Tensor] = None
 ) -> LogitStats:
@@ -20,8 +33,7 @@ def logit_stats_ref(
     B, N, V = x.shape
     lse = torch.logsumexp(x, dim=-1)  # [B, N]
     logp = x - lse[..., None]
-    p = logp.exp()
-    entropy = -(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1)
+    entropy = _entropy(x)
     top = x.topk(min(2, V), dim=-1).values
     margin = top[..., 0] - top[..., 1] if V > 1 else torch.full((B, N), math.inf, dtype=x.dtype)
     cand_logprob = torch.zeros((B, N), dtype=torch.float64)
@@ -154,10 +166,9 @@ def node_features_ref(target_logits: torch.Tensor, candidates: torch.Tensor, par
 
     def stats(row):  # log-probs, top log-prob, entropy, margin (capped), argmax
         lp = row - torch.logsumexp(row, 0)
-        p = lp.exp()
         top = row.topk(min(2, V)).values
         margin = float(top[0] - top[1]) if V > 1 else math.inf
-        ent = -float(torch.where(p > 0, p * lp, torch.zeros_like(p)).sum())
+        ent = float(_entropy(row))
         return lp, float(lp.max()), ent, min(margin, 1e4), int(row.argmax())
 
     for b in range(B):

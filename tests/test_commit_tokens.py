@@ -106,7 +106,7 @@ def test_bad_inputs(device):
         ops.commit_tokens(seq, total, cand, path, acc, nxt, eos, 10.0)
     with pytest.raises(RuntimeError, match="internal overlap"):
         ops.commit_tokens(d(torch.zeros(1, 10, dtype=torch.int64)).expand(2, 10), total, cand, path, acc, nxt, eos, 10)
-    if device == "cpu":  # the raw op: the CPU kernel checks values itself
+    if seq.device.type == "cpu":  # the raw op: the CPU kernel checks values itself (also "cuda" stubbed)
         with pytest.raises(RuntimeError, match="accept_len"):
             torch.ops.cospec.commit_tokens(seq, total, cand, path, torch.tensor([3, 0]), nxt, eos, 10)
         with pytest.raises(RuntimeError, match="room"):
@@ -114,8 +114,35 @@ def test_bad_inputs(device):
         with pytest.raises(RuntimeError, match="path"):
             torch.ops.cospec.commit_tokens(seq, torch.tensor([9, 4]), cand, torch.tensor([[0, 3, -1], [0, -1, -1]]),
                                            acc, nxt, eos, 10)
-    else:  # the CUDA kernel skips a bad row: nothing written, kept 0, finished
+    else:  # the CUDA kernel: a bad row anywhere, nothing written, every row kept 0, finished
         s2, t2 = seq.clone(), d(torch.tensor([9, 4]))
         out = torch.ops.cospec.commit_tokens(s2, t2, cand, path, acc, nxt, eos, 20)
         assert out[:2, 0].tolist() == [0, 1] and int(t2[0]) == 9 and int(s2[0].abs().sum()) == 0
     assert seq.abs().sum() == 0 and total.tolist() == [3, 4]  # nothing was written by a refused call
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("B,bad", [(3, 2), (300, 299), (300, 0)])
+def test_raw_op_with_a_bad_row_writes_nothing(B, bad, device, gen):
+    """One behaviour on both backends (issue 23): the raw op checks every row before it writes
+    any, so a bad row (here: no room in `seq`) leaves every row's seq and total as they were.
+    The CPU kernel raises, naming the row; the CUDA kernel cannot raise without a sync and
+    reports every row kept 0, finished 1. Before, the CPU kernel committed rows 0..bad-1 and
+    then raised."""
+    N, S, V = 5, 40, 30
+    seq, total, cand, path, acc, nxt = round_inputs(B, N, S, V, gen)
+    total[bad] = S  # a full row: no room for its count >= 1 tokens
+    d = lambda t: t.to(device)  # noqa: E731
+    got_seq, got_total = d(seq.clone()), d(total.clone())
+    args = (d(cand), d(path), d(acc), d(nxt), d(torch.tensor([99])), S + 10)
+    if got_seq.device.type == "cpu":  # (the tensors' device: CPU too when CUDA is stubbed)
+        with pytest.raises(RuntimeError, match=f"row {bad}:|`total`\\[{bad}\\]"):
+            torch.ops.cospec.commit_tokens(got_seq, got_total, *args)
+    else:
+        counts = torch.ops.cospec.commit_tokens(got_seq, got_total, *args)
+        assert_equal("counts", counts, torch.stack([torch.zeros(B, dtype=torch.int64),
+                                                    torch.ones(B, dtype=torch.int64), acc]))
+    assert_equal("seq", got_seq, seq)
+    assert_equal("total", got_total, total)
+    total[bad] = S - N  # the same call with the row fixed commits every row, like the reference
+    check(seq, total, cand, path, acc, nxt, torch.tensor([99]), S, device, validate=False)

@@ -13,22 +13,25 @@ import cospec_ext
 from cospec_ext import ops, reference
 from cospec_ext.reference import verify_tree_ref
 from _models import EOS, PAD, prompts, tiny
-from _trees import make_tree_inputs
+from _trees import DEVICES, make_tree_inputs
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("T", [1e-40, 1e-20, 1e-7, 9.9e-6])
-def test_tiny_temperatures_are_greedy(T):
+def test_tiny_temperatures_are_greedy(T, device):
     """Before: T = 1e-40 emitted next_token = -1 on the CPU (1/T overflowed float)."""
     g = torch.Generator().manual_seed(0)
     cand, par, x = make_tree_inputs("random", 5, 9, 50, torch.float32, g, p_match=0.6)
     u = torch.rand(5, 9, generator=g)
     acc = torch.rand(5, 9, generator=g) < 0.3
+    d = lambda t: t.to(device)  # noqa: E731
     for accept in (None, acc):
-        greedy = ops.verify_tree(cand, par, x, accept)
-        for out in (ops.verify_tree(cand, par, x, accept, T, u), ops.verify_tree(cand, par, x, accept, T),
-                    verify_tree_ref(cand, par, x, accept, T, u)):
+        greedy = verify_tree_ref(cand, par, x, accept)
+        dacc = None if accept is None else d(accept)
+        for out in (ops.verify_tree(d(cand), d(par), d(x), dacc), ops.verify_tree(d(cand), d(par), d(x), dacc, T, d(u)),
+                    ops.verify_tree(d(cand), d(par), d(x), dacc, T), verify_tree_ref(cand, par, x, accept, T, u)):
             for got, want in zip(out, greedy):
-                assert torch.equal(got, want)
+                assert torch.equal(got.cpu(), want)
 
 
 def test_temperature_at_the_floor_samples():
@@ -48,7 +51,8 @@ def test_decode_with_a_tiny_temperature_is_greedy():
         assert torch.equal(got, want)
 
 
-def test_sampled_tokens_stay_in_the_vocabulary():
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampled_tokens_stay_in_the_vocabulary(device):
     """Rows whose residual has no token with mass: an enormous logit (x / T overflows
     float32: the kernel's softmax is NaN), an all-NaN row, an all -inf row. next_token is
     the largest non-NaN logit not among the rejected children (0 if every logit is NaN),
@@ -62,12 +66,13 @@ def test_sampled_tokens_stay_in_the_vocabulary():
     x[1, 0] = float("nan")
     x[2, 0] = float("-inf")
     u = torch.rand(3, N, generator=g)
-    out = ops.verify_tree(cand, par, x, None, 0.1, u)
+    d = lambda t: t.to(device)  # noqa: E731
+    out = ops.verify_tree(d(cand), d(par), d(x), None, 0.1, d(u))
     ref = verify_tree_ref(cand, par, x, None, 0.1, u)
     assert out.next_token.tolist() == [7, 0, 0] == ref.next_token.tolist()
     assert out.accept_len.tolist() == [0, 0, 0] == ref.accept_len.tolist()
     cand[2, 1] = 0  # the -inf row's first free token is then 1
-    out = ops.verify_tree(cand, par, x, None, 0.1, u)
+    out = ops.verify_tree(d(cand), d(par), d(x), None, 0.1, d(u))
     assert int(out.next_token[2]) == 1 == int(verify_tree_ref(cand, par, x, None, 0.1, u).next_token[2])
 
 
@@ -139,12 +144,16 @@ SPECIAL_ROWS = {  # name -> (row builder over V, expected argmax)
     "one +inf": (lambda x: x.index_fill_(0, torch.tensor([7]), float("inf")), 7),
     "two +inf": (lambda x: x.index_fill_(0, torch.tensor([8, 3]), float("inf")), 3),
     "all -inf": (lambda x: x.fill_(-float("inf")), 0),
+    "ties": (lambda x: x.round_().clamp_(-1, 1), None),  # argmax: the first 1 (the reference's)
+    # the max arrives last, after a finite run (issue 23: the CPU kernel's entropy was 0)
+    "late huge": (lambda x: x.zero_().index_fill_(0, torch.tensor([x.numel() - 2, x.numel() - 1]), 3e38), -2),
     "huge": (lambda x: x.mul_(1e37).index_fill_(0, torch.tensor([4]), 3.3e38), 4),
 }
 
 
-@pytest.mark.parametrize("V", [16, 3000])
-def test_logit_stats_of_nan_and_inf_rows(V):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("V,strided", [(16, False), (3000, False), (3001, True)])
+def test_logit_stats_of_nan_and_inf_rows(V, strided, device):
     """A NaN propagates (argmax: the first NaN, like torch.argmax), a +inf gives +inf max and
     logsumexp and NaN entropy, a fully masked row -inf / entropy 0; kernel == reference (rows
     long enough for the vector paths and short ones)."""
@@ -154,21 +163,31 @@ def test_logit_stats_of_nan_and_inf_rows(V):
         make(x[r, 1])
     cand = torch.randint(0, V, (x.shape[0], 2), generator=g)
     par = torch.tensor([[-1, 0]] * x.shape[0])
-    got, want = ops.logit_stats(x, cand, par), reference.logit_stats_ref(x, cand, par)
+    xd = x.to(device)
+    if strided:  # an unaligned view with a row stride != V
+        buf = torch.zeros(*x.shape[:2], V + 3, device=device)
+        buf[..., 1:V + 1] = xd
+        xd = buf[..., 1:V + 1]
+    got, want = ops.logit_stats(xd, cand.to(device), par.to(device)), reference.logit_stats_ref(x, cand, par)
     for r, (name, (_, amax)) in enumerate(SPECIAL_ROWS.items()):
+        amax = int(want.argmax[r, 1]) if amax is None else amax % V
         assert int(got.argmax[r, 1]) == amax == int(want.argmax[r, 1]), name
     for f in ("max_logit", "logsumexp", "entropy", "margin", "cand_logprob"):
-        torch.testing.assert_close(getattr(got, f), getattr(want, f), rtol=1e-5, atol=1e-4, equal_nan=True,
+        torch.testing.assert_close(getattr(got, f).cpu(), getattr(want, f), rtol=1e-5, atol=1e-4, equal_nan=True,
                                    msg=lambda m: f"{f}: {m}")
+    late = list(SPECIAL_ROWS).index("late huge")
+    assert abs(float(got.entropy[late, 1]) - 0.6931472) < 1e-5  # ln 2
     assert torch.isfinite(got.logsumexp[-2, 1])  # "huge": finite logits near FLT_MAX keep a finite logsumexp
 
 
-def test_greedy_verify_on_nan_rows_takes_the_first_nan():
+@pytest.mark.parametrize("device", DEVICES)
+def test_greedy_verify_on_nan_rows_takes_the_first_nan(device):
     g = torch.Generator().manual_seed(5)
     cand, par, x = make_tree_inputs("chain", 3, 4, 30, torch.float32, g, p_match=1.0)
     x[0, 0, 12] = float("nan")  # the root's argmax is then 12, which no child holds
     x[1, 1] = float("nan")  # node 1's row: argmax 0
-    out, ref = ops.verify_tree(cand, par, x), verify_tree_ref(cand, par, x)
+    out = ops.verify_tree(cand.to(device), par.to(device), x.to(device))
+    ref = verify_tree_ref(cand, par, x)
     for a, b in zip(out, ref):
-        assert torch.equal(a, b)
+        assert torch.equal(a.cpu(), b)
     assert int(out.next_token[0]) == 12

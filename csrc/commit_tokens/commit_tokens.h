@@ -45,7 +45,11 @@ COSPEC_HD CommitResult commit_row(int64_t* seq, int64_t seq_stride, int64_t tota
   return {kept, hit || kept >= room};
 }
 
-// The checks commit_row relies on (the CUDA kernel skips a row that fails them).
+// The checks commit_row relies on. One behaviour on both backends (issue 23): a call in
+// which any row fails them writes nothing at all (no row of seq or total changes). The CPU
+// kernel then raises, naming the first bad row; the CUDA kernel cannot raise without a
+// host sync, so it reports every row kept 0, finished 1 (and accept_len as given). The
+// Python wrapper (validate=True) raises a ValueError before either kernel runs.
 COSPEC_HD bool commit_row_valid(int64_t S, int64_t total, const int64_t* path,
                                 int64_t path_stride, int64_t N, int64_t accept_len,
                                 int64_t limit) {

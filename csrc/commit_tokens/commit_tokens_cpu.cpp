@@ -1,4 +1,5 @@
-// CPU kernel of cospec::commit_tokens: rows in turn (a round commits a few tokens per row).
+// CPU kernel of cospec::commit_tokens: rows in turn (a round commits a few tokens per row),
+// all of them checked before any is written (all or nothing, like the CUDA kernel).
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -26,6 +27,9 @@ Tensor commit_tokens_cpu(Tensor& seq, Tensor& total, const Tensor& candidates, c
   const int64_t *A = acc.const_data_ptr<int64_t>(), *X = nxt.const_data_ptr<int64_t>();
   const int64_t *K = candidates.const_data_ptr<int64_t>(), *P = path.const_data_ptr<int64_t>();
   const int64_t sQ = seq.stride(0), sT = total.stride(0);
+  // Every row is checked before any is written: a call with a bad row raises and leaves
+  // seq and total as they were (before issue 23 rows 0..b-1 were committed, then row b
+  // raised). The CUDA kernel does the same all-or-nothing check (commit_tokens.h).
   for (int64_t b = 0; b < sh.B; ++b) {
     const int64_t a = A[b], t = T[b * sT];
     const int64_t* p = P + b * path.stride(0);
@@ -37,6 +41,10 @@ Tensor commit_tokens_cpu(Tensor& seq, Tensor& total, const Tensor& candidates, c
                  ": `path`[", b, ", 1..accept_len] must be node ids in [0, N = ", sh.N,
                  ") and `seq` must have room for the kept tokens (total = ", t, ", accept_len = ", a,
                  ", limit = ", limit, ", S = ", sh.S, ")");
+  }
+  for (int64_t b = 0; b < sh.B; ++b) {
+    const int64_t a = A[b], t = T[b * sT];
+    const int64_t* p = P + b * path.stride(0);
     const CommitResult r = commit_row(Q + b * sQ, seq.stride(1), t,
                                       K + b * candidates.stride(0), candidates.stride(1), p,
                                       path.stride(1), a, X[b], eos.const_data_ptr<int64_t>(),

@@ -1,9 +1,11 @@
-// CUDA kernel of cospec::commit_tokens: one thread per row (a round commits a few tokens
-// per row; this replaces a dozen small launches of the eager bookkeeping).
+// CUDA kernel of cospec::commit_tokens: one block whose threads take rows in turn (a round
+// commits a few tokens per row; this replaces a dozen small launches of the eager bookkeeping).
 //
-// Values are not validated here (the Python wrapper does it under validate=True, with one
-// sync): a row that fails commit_row_valid is left alone and reported kept 0, finished 1,
-// so no input can make the kernel write outside `seq` or read outside `candidates`.
+// Values are not validated on the host (the Python wrapper does it under validate=True, with
+// one sync). The block checks every row (commit_row_valid) before any thread writes: when a
+// row fails, nothing is written and every row is reported kept 0, finished 1 (all or
+// nothing, like the CPU kernel, which raises instead; commit_tokens.h), so no input can make
+// the kernel write outside `seq` or read outside `candidates`.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
@@ -23,7 +25,7 @@ namespace {
 
 using at::Tensor;
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 256;  // one block: rows b, b + 256, ... per thread
 
 struct CommitArgs {
   int64_t* seq;
@@ -35,21 +37,28 @@ struct CommitArgs {
 };
 
 __global__ void __launch_bounds__(kThreads) commit_tokens_kernel(const CommitArgs a) {
-  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= a.B) return;
-  const int64_t acc = a.accept_len[b], t = a.total[b * a.sT];
-  const int64_t* p = a.path + b * a.sP0;
-  a.counts[2 * a.B + b] = acc;
-  if (!commit_row_valid(a.S, t, p, a.sP1, a.N, acc, a.limit)) {
-    a.counts[b] = 0;
-    a.counts[a.B + b] = 1;
+  bool bad = false;
+  for (int64_t b = threadIdx.x; b < a.B; b += blockDim.x) {
+    a.counts[2 * a.B + b] = a.accept_len[b];
+    bad = bad || !commit_row_valid(a.S, a.total[b * a.sT], a.path + b * a.sP0, a.sP1, a.N,
+                                   a.accept_len[b], a.limit);
+  }
+  if (__syncthreads_or(bad)) {  // a bad row anywhere: write nothing
+    for (int64_t b = threadIdx.x; b < a.B; b += blockDim.x) {
+      a.counts[b] = 0;
+      a.counts[a.B + b] = 1;
+    }
     return;
   }
-  const CommitResult r = commit_row(a.seq + b * a.sQ0, a.sQ1, t, a.cand + b * a.sK0, a.sK1, p,
-                                    a.sP1, acc, a.next_token[b], a.eos, a.E, a.limit);
-  a.total[b * a.sT] = t + r.kept;
-  a.counts[b] = r.kept;
-  a.counts[a.B + b] = r.finished;
+  for (int64_t b = threadIdx.x; b < a.B; b += blockDim.x) {
+    const int64_t acc = a.accept_len[b], t = a.total[b * a.sT];
+    const CommitResult r = commit_row(a.seq + b * a.sQ0, a.sQ1, t, a.cand + b * a.sK0, a.sK1,
+                                      a.path + b * a.sP0, a.sP1, acc, a.next_token[b], a.eos, a.E,
+                                      a.limit);
+    a.total[b * a.sT] = t + r.kept;
+    a.counts[b] = r.kept;
+    a.counts[a.B + b] = r.finished;
+  }
 }
 
 Tensor commit_tokens_cuda(Tensor& seq, Tensor& total, const Tensor& candidates, const Tensor& path,
@@ -83,8 +92,7 @@ Tensor commit_tokens_cuda(Tensor& seq, Tensor& total, const Tensor& candidates, 
   a.sK1 = candidates.stride(1);
   a.sP0 = path.stride(0);
   a.sP1 = path.stride(1);
-  const int64_t blocks = (sh.B + kThreads - 1) / kThreads;
-  commit_tokens_kernel<<<blocks, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(a);
+  commit_tokens_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(a);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return counts;
 }

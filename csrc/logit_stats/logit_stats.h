@@ -35,13 +35,25 @@ COSPEC_HD SoftmaxState softmax_state_init() {
   return SoftmaxState{ninf, 0.f, 0.f, ninf, ninf, INT64_MAX};
 }
 
+// u of a state rescaled by e = exp(d) to a shift larger by -d: e * (u + d * s), written
+// e * u + (e * d) * s so that d * s (which overflows to -inf when the max rises from a
+// finite value to a huge one: d = -1e34, s = 70000) is never formed; e = 0 contributes 0
+// (e * d -> 0 as d -> -inf) instead of 0 * -inf = NaN, which softmax_state_finish's fmaxf
+// turned into entropy 0 (issue 23).
+COSPEC_HD float softmax_rescaled_u(float u, float s, float d, float e) {
+  return e > 0.f ? e * u + (e * d) * s : 0.f;
+}
+
 // Re-expresses a state's (s, u) relative to a new shift m_new >= st.m and adds them.
 COSPEC_HD void softmax_state_accumulate(const SoftmaxState& st, float m_new, float& s, float& u) {
-  if (st.s > 0.f || st.s != st.s) {  // a NaN sum (a NaN logit) propagates
+  if (st.s != st.s) {  // a NaN sum (a NaN logit) propagates
+    s = NAN;
+    u = NAN;
+  } else if (st.s > 0.f) {
     const float d = st.m - m_new;
     const float e = expf(d);
     s += st.s * e;
-    u += e * (st.u + d * st.s);
+    u += softmax_rescaled_u(st.u, st.s, d, e);
   }
 }
 
@@ -75,7 +87,7 @@ COSPEC_HD void softmax_state_add(SoftmaxState& st, float x, int64_t j) {
   if (x > st.m) {
     const float d = st.m - x;  // <= 0
     const float e = st.s > 0.f ? expf(d) : 0.f;
-    st.u = st.s > 0.f ? e * (st.u + d * st.s) : 0.f;
+    st.u = st.s > 0.f ? softmax_rescaled_u(st.u, st.s, d, e) : 0.f;
     st.s = st.s * e + 1.f;  // the new element contributes exp(0) = 1 and 0 to u
     st.m = x;
   } else {

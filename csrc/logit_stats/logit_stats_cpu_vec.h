@@ -126,7 +126,7 @@ RowStats row_stats(const T* x, int64_t V) {
       best_chunk = c0;
       if (s > 0.f) {
         const float d = m - cmax, e = expf(d);
-        u = e * (u + d * s);
+        u = softmax_rescaled_u(u, s, d, e);  // not e * (u + d * s): d * s may overflow
         s *= e;
       }
       m = cmax;

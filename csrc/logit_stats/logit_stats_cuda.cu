@@ -89,7 +89,9 @@ struct ThreadState {
       if (s > 0.f) {
         const float d2 = (old - t1) * kLog2e;
         const float w = exp2f(d2);
-        u2 = w * fmaf(d2, s, u2);
+        // not w * (u2 + d2 * s): d2 * s overflows to -inf when the max rises from a finite
+        // value to a huge one, and 0 * -inf = NaN (softmax_rescaled_u, logit_stats.h)
+        u2 = w > 0.f ? fmaf(w * d2, s, w * u2) : 0.f;
         s *= w;
       }
     }

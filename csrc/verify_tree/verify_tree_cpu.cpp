@@ -23,21 +23,30 @@ namespace {
 using at::Tensor;
 constexpr const char* kOp = "verify_tree";
 
-// p = softmax(x / T) of one row, as a shift M = max(x) / T and normaliser Z.
+// p = softmax(x / T) of one row, as the shift M = max(x) and normaliser
+// Z = sum exp((x - M) / T): the max is subtracted before dividing by T, so a finite logit
+// with |x| / T > FLT_MAX (x = 1e38 at T = 0.1) still has p = 1 (issue 23; dividing first
+// made every p NaN). A NaN logit makes Z NaN (every child rejected, the fallback token),
+// like the float64 reference.
 template <typename T>
 struct RowSoftmax {
   const T* x;
   float inv_t, shift, inv_z;
   RowSoftmax(const T* row, int64_t V, float temperature) : x(row), inv_t(1.f / temperature) {
     float m = -INFINITY;
-    for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<float>(x[v]) * inv_t);
+    bool nan = false;
+    for (int64_t v = 0; v < V; ++v) {
+      const float xv = static_cast<float>(x[v]);
+      nan = nan || xv != xv;
+      m = std::max(m, xv);
+    }
     float z = 0.f;
-    for (int64_t v = 0; v < V; ++v) z += std::exp(static_cast<float>(x[v]) * inv_t - m);
+    for (int64_t v = 0; v < V; ++v) z += std::exp((static_cast<float>(x[v]) - m) * inv_t);
     shift = m;
-    inv_z = 1.f / z;
+    inv_z = nan ? NAN : 1.f / z;
   }
   float operator()(int64_t v) const {
-    return std::exp(static_cast<float>(x[v]) * inv_t - shift) * inv_z;
+    return std::exp((static_cast<float>(x[v]) - shift) * inv_t) * inv_z;
   }
 };
 

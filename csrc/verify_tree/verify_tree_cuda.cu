@@ -7,9 +7,9 @@
 //     stages cand/par [N] in shared memory (when N <= kMaxStagedN), initialises
 //     its output rows, then loops: every thread reduces its share of the current
 //     node's logits row (coalesced 16-byte loads), a block reduction combines
-//     them (greedy: argmax, ties to the lowest index; sampling: M = max x/T and
-//     Z = sum exp(x/T - M)), thread 0 takes the step of verify_tree.h
-//     (greedy_step / sample_step with p(v) = exp(x[v]/T - M) / Z, then
+//     them (greedy: argmax, ties to the lowest index; sampling: M = max x and
+//     Z = sum exp((x - M) / T)), thread 0 takes the step of verify_tree.h
+//     (greedy_step / sample_step with p(v) = exp((x[v] - M) / T) / Z, then
 //     arbiter_step) and broadcasts the next node through shared memory. When
 //     sampling rejects every child (and the arbiter accepts none) the block draws
 //     the residual: chunks of blockDim * kItems tokens in token order, child
@@ -58,7 +58,7 @@ struct ArgMax {
   int64_t i;  // INT64_MAX: none
 };
 struct MaxSum {
-  float m, s;  // max of x/T and sum exp(x/T - m)
+  float m, s;  // max of x and sum exp((x - m) / T); s = NaN once a NaN logit was seen
 };
 
 // For block_allreduce (cuda_utils.cuh). These hide cospec::shfl_xor (float, int64_t) from
@@ -83,11 +83,15 @@ struct GreedyArg {  // torch.argmax's order: NaN above everything; ties: lower i
   }
 };
 struct CombineMaxSum {
+  float inv_t;
+  // A NaN partial sum propagates (before issue 23 `a.s > 0.f` dropped it, and CUDA sampled
+  // from a finite distribution where the CPU kernel and the reference reject every child).
   __device__ MaxSum operator()(const MaxSum& a, const MaxSum& b) const {
     const float m = fmaxf(a.m, b.m);
+    if (a.s != a.s || b.s != b.s) return MaxSum{m, NAN};
     float s = 0.f;
-    if (a.s > 0.f) s += a.s * expf(a.m - m);
-    if (b.s > 0.f) s += b.s * expf(b.m - m);
+    if (a.s > 0.f) s += a.s * expf((a.m - m) * inv_t);
+    if (b.s > 0.f) s += b.s * expf((b.m - m) * inv_t);
     return MaxSum{m, s};
   }
 };
@@ -129,7 +133,7 @@ __device__ double block_exclusive_scan(double x, double* total, unsigned char* s
 }
 
 // Residual draw at node cur (every child rejected): the first token v, in id order and
-// skipping cur's children's tokens, whose CDF of q(v) = exp(x[v]/T - shift) * inv_z exceeds
+// skipping cur's children's tokens, whose CDF of q(v) = exp((x[v] - shift) / T) * inv_z exceeds
 // target (and q(v) > 0); else the last token with q > 0; else (no token with mass: NaN,
 // x / T overflowing) the largest non-NaN logit among the non-excluded tokens, else among
 // all, else 0 (fallback_token in verify_tree.h): always a token in [0, V).
@@ -161,7 +165,7 @@ __device__ int64_t residual_sample(const T* __restrict__ row, int64_t V, const i
 #pragma unroll
     for (int k = 0; k < kItems; ++k) {
       ok[k] = v0 + k < V && flags[tid * kItems + k] == 0;
-      q[k] = ok[k] ? expf(static_cast<float>(row[v0 + k]) * inv_t - shift) * inv_z : 0.f;
+      q[k] = ok[k] ? expf((static_cast<float>(row[v0 + k]) - shift) * inv_t) * inv_z : 0.f;
       if (ok[k]) {  // best: the largest non-NaN logit among the non-excluded tokens
         const float xv = static_cast<float>(row[v0 + k]);
         if (xv == xv && (best.i == INT64_MAX || xv > best.v)) best = ArgMax{xv, v0 + k};
@@ -262,28 +266,33 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     } else {
+      // M = max x, Z = sum exp((x - M) / T): the max is subtracted before scaling by 1/T,
+      // so a finite logit with |x| / T > FLT_MAX keeps p = 1 (issue 23). A NaN logit makes
+      // the thread's sum NaN for good (even in a thread that holds only -inf otherwise).
       MaxSum ms{-INFINITY, 0.f};
       row_foreach<kUnroll>(row, V, [&](const auto& v, int64_t) {
         constexpr int C = sizeof(v) / sizeof(float);
-        float y[C], gm = -INFINITY;
+        float gm = -INFINITY;
+        bool nan = false;
 #pragma unroll
         for (int e = 0; e < C; ++e) {
-          y[e] = v[e] * inv_t;
-          gm = fmaxf(gm, y[e]);
+          nan = nan || v[e] != v[e];
+          gm = fmaxf(gm, v[e]);
         }
+        if (nan) ms.s = NAN;
         if (gm > ms.m) {
-          if (ms.s > 0.f) ms.s *= expf(ms.m - gm);
+          if (ms.s > 0.f) ms.s *= expf((ms.m - gm) * inv_t);
           ms.m = gm;
         }
         if (ms.m == -INFINITY) return;
 #pragma unroll
-        for (int e = 0; e < C; ++e) ms.s += expf(y[e] - ms.m);
+        for (int e = 0; e < C; ++e) ms.s += expf((v[e] - ms.m) * inv_t);
       });
-      ms = block_allreduce(ms, CombineMaxSum{}, MaxSum{-INFINITY, 0.f}, scratch);
+      ms = block_allreduce(ms, CombineMaxSum{inv_t}, MaxSum{-INFINITY, 0.f}, scratch);
       if (tid == 0) {
         const float inv_z = 1.f / ms.s;
         const auto prob = [&](int64_t v) {
-          return v >= 0 && v < V ? expf(static_cast<float>(row[v]) * inv_t - ms.m) * inv_z : 0.f;
+          return v >= 0 && v < V ? expf((static_cast<float>(row[v]) - ms.m) * inv_t) * inv_z : 0.f;
         };
         float mass = 1.f;
         int64_t nxt = sample_step(cand, par, N, cur, unif, prob, mass);

@@ -300,6 +300,14 @@ void test_logit_stats_special_rows() {
     EXPECT(argmax[0][3].item<int64_t>() == 1 && std::isnan(margin[0][3].item<float>()),
            "V=", V, " two +inf: argmax ", argmax[0][3], " margin ", margin[0][3]);
   }
+  // A late huge max: 70000 zeros, then two logits 1e34. The rescale of the running sums must
+  // not form 0 * -inf (issue 23: entropy was 0, the answer is ln 2).
+  Tensor late = at::zeros({1, 1, 70002}, at::kFloat);
+  late[0][0][70000] = 1e34f;
+  late[0][0][70001] = 1e34f;
+  auto [am, mx2, lse2, ent2, mar2, lp2] = logit_stats(late, std::nullopt, std::nullopt);
+  EXPECT(std::fabs(ent2.item<float>() - std::log(2.f)) < 1e-5f && am.item<int64_t>() == 70000,
+         "late huge max: entropy ", ent2, " (want ln 2), argmax ", am);
 }
 
 // ---- (c) kv_rollback ----------------------------------------------------------------------------
@@ -382,6 +390,17 @@ void test_commit_tokens() {
     threw = true;
   }
   EXPECT(threw && total2.item<int64_t>() == 0, "commit_tokens with a path entry >= N must throw");
+  // All or nothing (issue 23): row 1 has no room, so row 0 is not committed either.
+  Tensor seq3 = at::zeros({2, 4}, at::kLong), total3 = longs({0, 4}, {2});
+  threw = false;
+  try {
+    commit_tokens(seq3, total3, longs({1, 2, 1, 2}, {2, 2}), longs({0, 1, 0, 1}, {2, 2}),
+                  longs({1, 1}, {2}), longs({3, 3}, {2}), longs({}, {0}), 9);
+  } catch (const c10::Error&) {
+    threw = true;
+  }
+  EXPECT(threw && total3[0].item<int64_t>() == 0 && seq3.abs().sum().item<int64_t>() == 0,
+         "commit_tokens with a bad row 1 must throw before committing row 0: total ", total3);
 }
 
 void test_tree_mask() {

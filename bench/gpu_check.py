@@ -40,7 +40,7 @@ import _gpu_more as M  # noqa: E402
 import _gpu_ref as R  # noqa: E402
 
 import cospec_ext  # noqa: E402
-from cospec_ext import ops  # noqa: E402
+from cospec_ext import ops, reference  # noqa: E402
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 NAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16", torch.int8: "i8"}
@@ -126,6 +126,17 @@ def case_arbiter(dt, M, F, H1, H2, act, gen, strided=False):
     G.report(name, G.close("logit", got, want, 1e-4, 1e-4 * max(1.0, F**0.5 / 8)))
 
 
+def case_linear_rows(dt, M, K, N, gen, bias=True):
+    """linear_rows on CUDA (the documented cuBLAS fallback) against the float64 reference."""
+    name = f"linear_rows {NAME[dt]} M={M} K={K} N={N} bias={bias}"
+    x, w = torch.randn(M, K, generator=gen).to(dt), torch.randn(N, K, generator=gen).to(dt)
+    b = torch.randn(N, generator=gen).to(dt) if bias else None
+    want = reference.linear_rows_ref(x, w, b)
+    got = ops.linear_rows(cuda_like(x), w.cuda(), None if b is None else b.cuda())
+    tol = 1e-4 * K**0.5 if dt == torch.float32 else 2e-2 * K**0.5
+    G.report(name, G.close("y", got, want, 1e-2 if dt != torch.float32 else 1e-5, tol))
+
+
 def case_kv(dt, lead, B, H, S, D, N, gen, col_offset=0):
     name = f"kv_rollback {NAME[dt]} cache {list(lead)}+[{B},{H},{S},{D}] N={N} col_offset={col_offset}"
     full = (torch.randn(*lead, B, H, S, D + col_offset, generator=gen) * 50).to(dt)
@@ -197,6 +208,7 @@ def correctness(small: bool) -> None:
         case_arbiter(torch.float16, 5, 8, 16, 8, "gelu", gen)
         case_kv(torch.bfloat16, (2,), 2, 2, 20, 8, 6, gen)
         case_features(torch.float32, 2, 6, 50, gen)
+        case_linear_rows(torch.float32, 5, 33, 17, gen)
         M.small_paths(gen)
         M.case_round_ops(gen, B=3, N=5, S=24)
         R.small_special(gen)
@@ -230,6 +242,9 @@ def correctness(small: bool) -> None:
         case_features(dt, 8, 5, 32000, gen, shared_tree=True)
         case_features(dt, 4, 33, 5003, gen, pad=3)
         case_features(dt, 2, 3, 1, gen)
+        case_linear_rows(dt, 1, 576, 1536, gen)
+        case_linear_rows(dt, 8, 129, 77, gen, bias=False)
+        case_linear_rows(dt, 16, 2048, 300, gen)
     case_verify(torch.float32, 6, 40, 1000, gen, "argmax", arbiter=True)
     case_kv(torch.int8, (2,), 3, 2, 50, 20, 16, gen, col_offset=4)
     M.case_poisoned_outputs(gen)

@@ -418,7 +418,8 @@ def commit_tokens(
         accept_len, next_token: int64 [B], from verify_tree.
         eos_ids: int64 [E] (E may be 0). limit: the length at which a row is finished.
         validate: check accept_len, the path entries read and the room in `seq` (one host
-            sync on CUDA; the CPU kernel always checks them, the CUDA kernel skips a bad row).
+            sync on CUDA). Without it, a call with any bad row writes nothing: the CPU kernel
+            raises, the CUDA kernel reports every row kept 0, finished 1.
     Returns:
         int64 [3, B]: kept, finished (0/1), accept_len (one tensor: one copy to the host).
     """
@@ -506,10 +507,10 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         y[..., n] = sum_k x[..., k] * weight[n, k] + bias[n]      accumulated in float32
 
     Built for M = x.numel() / K = 1..16 rows (a decode step, a draft level, a verification tree)
-    on the CPU, where a forward is bound by reading the weights: register tiles of up to 8 rows
+    on the CPU, where a forward is bound by reading the weights: register tiles of up to 5 rows
     of x by up to 8 rows of W (AVX-512 / AVX2 / portable builds, chosen at run time), W split
-    over torch's threads from 1 MiB on. Any M works (rows go in blocks of 8 over panels of W
-    that stay in L2). On CUDA it calls cuBLAS (`F.linear`).
+    over torch's threads from 256 KiB on. Any M works (rows go in blocks of <= 5 over each W
+    tile while it is in L1). On CUDA it calls cuBLAS (`F.linear`).
 
     Args:
         x: [..., K] float32 / bfloat16 / float16, any strides.

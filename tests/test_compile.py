@@ -112,7 +112,7 @@ def test_graphs_are_bounded_and_reused():
 
 
 def test_batch_and_query_buckets():
-    assert [query_bucket(n) for n in (1, 2, 3, 5, 8, 9, 17)] == [1, 2, 4, 8, 8, 16, 24]
+    assert [query_bucket(n) for n in (1, 2, 3, 5, 6, 7, 8, 9, 17)] == [1, 2, 3, 5, 6, 8, 8, 16, 24]
     assert [batch_bucket(b, 8) for b in (1, 3, 5, 8)] == [1, 4, 8, 8]
     assert batch_bucket(5, 6) == 6
 

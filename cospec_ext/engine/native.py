@@ -37,9 +37,12 @@ _ACTS = {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_pytorch_tanh": l
 
 
 def query_bucket(n: int) -> int:
-    """The padded query count of a forward over n tokens: 1, 2, 4, 8, then multiples of 8."""
-    if n <= 8:
-        return 1 << (n - 1).bit_length()
+    """The padded query count of a forward over n tokens: n itself up to 6, then 8, then
+    multiples of 8. On the CPU a projection over M rows streams W once but costs M FMAs per
+    weight, which two cores cannot hide behind the memory stream past ~5 rows: padding a
+    5-node tree to 8 rows cost 1.3-1.5x the 5 rows' time (bench/forward_buckets.py)."""
+    if n <= 6:
+        return n
     return -(-n // 8) * 8
 
 
@@ -150,7 +153,7 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
 
     On the CPU with at most LINEAR_ROWS_MAX rows (decode steps, draft levels, verification
     trees) through `cospec::linear_rows`, which reads W once for all rows (register tiles over
-    rows; W split over torch's threads from 1 MiB on): a forward bound by reading the weights
+    rows; W split over torch's threads from 256 KiB on): a forward bound by reading the weights
     then costs about the same for 1 and for 8 tokens (bench/forward_buckets.py). Inside a
     compiled graph the op is an extern call between inductor's fused kernels. More rows (a
     prefill) and other devices use `F.linear` (MKL, cuBLAS)."""

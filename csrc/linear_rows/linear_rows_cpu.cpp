@@ -21,7 +21,7 @@ using at::Tensor;
 // Weight bytes from which the W rows are split over torch's threads: below, a matrix is
 // read in a few microseconds and a parallel region's fork/join would cost as much
 // (bench/linear_rows_speed.py measures both sides).
-constexpr int64_t kParallelBytes = int64_t{1} << 20;
+constexpr int64_t kParallelBytes = int64_t{256} << 10;
 
 template <typename T>
 cpu::LinearRowsFn<T> kernel_for(const cpu::LinearRowsKernels& k);

@@ -14,7 +14,8 @@ past any L2 and most L3s), per call, by path, in one run (medians of interleaved
                 micro-kernels; compiles for minutes),
 - `per-row`:    the former `_linear`: one fused reduction per row, y[r] = (W * x[r]).sum(-1),
                 compiled (reads W once per row),
-- `linear_rows`: cospec::linear_rows (reads W once for every row), eager.
+- `linear_rows`: cospec::linear_rows (reads W once for every row), compiled like the others
+                (the native forward's path: extern calls inside one graph).
 
 Prints ms per call and GB/s of weight bytes (bytes of W / time) beside the copy bandwidth
 measured in the same run (STREAM convention: 2 x bytes / time of `dst.copy_(src)` over 512 MB)
@@ -91,7 +92,7 @@ def main() -> None:
         x = torch.randn(r, 576, generator=g).to(dt)
         with torch.no_grad():
             torch._dynamo.reset()
-            fns = {"mkl": mkl, "packed": None, "per-row": compiled(per_row), "linear_rows": rows_op}
+            fns = {"mkl": mkl, "packed": None, "per-row": compiled(per_row), "linear_rows": compiled(rows_op)}
             with ic.patch(freezing=True):
                 fns["packed"] = compiled(mkl)
                 fns["packed"](x)

@@ -5,8 +5,9 @@ measures the same per depth inside decode).
     python bench/forward_buckets.py [--calls 20] [--threads 2] [--models L2d64,L8d384,...]
 
 Random Llama models (vocab 100, head_dim 64, kv heads = heads / 3), batch 1, 40 cached tokens;
-query counts pad to the forward's buckets (1, 2, 4, 8, 16). Per model and count: median ms of
-`calls` calls after 3 warm-up calls (graphs compile on first use, outside the timing), the
+query counts pad to the forward's buckets (n up to 6, then 8, 16). Per model and count: median
+ms of `calls` interleaved rounds (one call per count each) after 3 warm-up calls per count
+(graphs compile on first use, outside the timing), the
 weight bytes read per forward over the time (GB/s), GFLOP/s (2 x matrix parameters x tokens
 / time) and the ratio to one token; the copy bandwidth of the same run is printed first
 (bench/gemv_speed.py `bandwidth`: 2 x bytes of `dst.copy_(src)` over 512 MB / time).
@@ -49,27 +50,27 @@ def weight_bytes(model) -> int:
 
 
 def times(model, counts, calls: int, past: int = 40, S: int = 256) -> dict:
-    """{n: median ms of a compiled forward over n new tokens at batch 1, `past` cached}."""
+    """{n: median ms of a compiled forward over n new tokens at batch 1, `past` cached}: every
+    count warmed up (compiled) first, then `calls` interleaved rounds of one call per count, so
+    a slow spell of the host weighs on every count alike."""
     ad = NativeAdapter(as_adapter(model), compile=True)
     cache = KVCache(ad.num_layers, 1, ad.num_kv_heads, S, ad.head_dim, ad.dtype, ad.device, rows=1)
-    out = {}
+    fns = {}
     for n in counts:
         tok = torch.randint(0, 100, (1, n))
         pos = torch.arange(past, past + n)[None]
         mask = torch.ones(1, 1, n, past + n, dtype=torch.bool)
-
-        def call():
-            return ad.forward(tok, pos, mask, KVView(cache, past + n, uniform_start=past))
-
+        fns[n] = (lambda tok=tok, pos=pos, mask=mask, n=n:
+                  ad.forward(tok, pos, mask, KVView(cache, past + n, uniform_start=past)))
         for _ in range(3):
-            call()
-        ts = []
-        for _ in range(calls):
+            fns[n]()
+    ts = {n: [] for n in counts}
+    for _ in range(calls):
+        for n in counts:
             t0 = time.perf_counter()
-            call()
-            ts.append(time.perf_counter() - t0)
-        out[n] = statistics.median(ts) * 1e3
-    return out
+            fns[n]()
+            ts[n].append(time.perf_counter() - t0)
+    return {n: statistics.median(v) * 1e3 for n, v in ts.items()}
 
 
 def main() -> None:

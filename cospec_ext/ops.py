@@ -507,9 +507,9 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         y[..., n] = sum_k x[..., k] * weight[n, k] + bias[n]      accumulated in float32
 
     Built for M = x.numel() / K = 1..16 rows (a decode step, a draft level, a verification tree)
-    on the CPU, where a forward is bound by reading the weights: register tiles of up to 5 rows
+    on the CPU, where a forward is bound by reading the weights: register tiles of up to 8 rows
     of x by up to 8 rows of W (AVX-512 / AVX2 / portable builds, chosen at run time), W split
-    over torch's threads from 256 KiB on. Any M works (rows go in blocks of <= 5 over each W
+    over torch's threads from 256 KiB on. Any M works (rows go in blocks of <= 8 over each W
     tile while it is in L1). On CUDA it calls cuBLAS (`F.linear`).
 
     Args:

@@ -8,7 +8,7 @@
 // Decoding with a verification tree multiplies M = 1..16 rows by every weight matrix of the
 // model; for weights past the caches the time is the bytes of W over the memory bandwidth,
 // whatever M is, provided W is read once. The kernel does that with register tiles: MR rows
-// of x (MR <= 5 with AVX-512, 4 with AVX2) against NR rows of W, MR * NR vector accumulators
+// of x (MR <= 8 with AVX-512, 4 with AVX2) against NR rows of W, MR * NR vector accumulators
 // over K, so each vector of W loaded from memory feeds MR fused multiply-adds; more rows run as
 // several row blocks over each W tile while it is in L1. Accumulation is in float32; each
 // accumulator is summed across lanes once, at the end of K.

@@ -31,6 +31,7 @@ struct V {
   static constexpr int kRegs = 32;
   static R zero() { return _mm512_setzero_ps(); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static void pin(R& a) { __asm__("" : "+v"(a)); }  // keep a in a register (see kRows)
   static float sum(R a) { return _mm512_reduce_add_ps(a); }
   static R load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, R a) { _mm512_storeu_ps(p, a); }
@@ -59,6 +60,7 @@ struct V {
   static constexpr int kRegs = 16;
   static R zero() { return _mm256_setzero_ps(); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static void pin(R& a) { __asm__("" : "+x"(a)); }
   static float sum(R a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -95,6 +97,7 @@ struct V {
   static constexpr int kRegs = 16;
   static R zero() { return 0.f; }
   static R fma(R a, R b, R c) { return a * b + c; }
+  static void pin(R&) {}
   static float sum(R a) { return a; }
   static void store(float* p, R a) { *p = a; }
   template <typename T>
@@ -105,11 +108,12 @@ struct V {
 #endif
 
 // Rows of x per register tile, and W columns per tile for MR rows: the MR * NR accumulators,
-// NR W vectors and one x vector within the registers less a few, NR <= 8. (Larger MR with
-// fewer columns, e.g. 8 x 3 on AVX-512, measured slower: GCC then folds the x loads into the
-// FMAs, one load per FMA.) More rows run as several blocks over each W tile, which the later
-// blocks read from L1.
-constexpr int kRows = V::kRegs == 32 ? 5 : 4;
+// NR W vectors and one x vector within the registers less a few, NR <= 8 (AVX-512: 1 x 8,
+// 2 x 8, 3 x 6, 4 x 5, 5 x 4, 6..8 x 3). More rows run as several blocks over each W tile,
+// which the later blocks read from L1. Each x vector is pinned to a register (an empty asm):
+// left alone, GCC folds it into the FMAs, one load per FMA, and an 8 x 3 tile then ran at
+// 0.7x the speed of two 4 x 5 blocks instead of 1.15-1.2x (bench/gemv_speed.py, 8 rows).
+constexpr int kRows = V::kRegs == 32 ? 8 : 4;
 constexpr int tile_cols(int MR) { return std::max(1, std::min(8, (V::kRegs - 5) / (MR + 1))); }
 
 // y[m, j] (m < MR, j < NR) over W rows w + j * ldw, or the part of the sums over k in [k0, k1)
@@ -137,7 +141,8 @@ inline void tile(const float* x, int64_t ldx, int64_t k0, int64_t k1, int64_t K,
     for (int j = 0; j < NR; ++j) wv[j] = V::load(w + j * ldw + k);
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
-      const R xv = V::load(x + m * ldx + k);
+      R xv = V::load(x + m * ldx + k);
+      V::pin(xv);
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) acc[m][j] = V::fma(xv, wv[j], acc[m][j]);
     }
@@ -200,6 +205,15 @@ inline void tile_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t
     if constexpr (MR > 4) {
       if (r == 4) tile<4, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
     }
+    if constexpr (MR > 5) {
+      if (r == 5) tile<5, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if constexpr (MR > 6) {
+      if (r == 6) tile<6, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
+    if constexpr (MR > 7) {
+      if (r == 7) tile<7, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
+    }
     if (k1 == K) break;
   }
 }
@@ -242,8 +256,17 @@ void linear_rows(const float* x, int64_t ldx, int64_t M, int64_t K, const T* w, 
       return row_blocks<3>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
     case 4:
       return row_blocks<4>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-    default:
+    case 5:
       if constexpr (kRows >= 5) return row_blocks<5>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+      return;
+    case 6:
+      if constexpr (kRows >= 6) return row_blocks<6>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+      return;
+    case 7:
+      if constexpr (kRows >= 7) return row_blocks<7>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+      return;
+    default:
+      if constexpr (kRows >= 8) return row_blocks<8>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
   }
 }
 

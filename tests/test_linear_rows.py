@@ -59,11 +59,15 @@ def test_strided_and_batched(dtype, device, gen):
 def test_threaded_split(dtype, gen):
     """Weights past the 256 KiB threshold are split over threads in ranges of a multiple of 8
     rows: N not a multiple of 8 or of any tile width, and ranges of a few rows."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
-    for M, N, K in ((1, 2161, 129), (5, 1203, 300), (8, 121, 2200), (16, 1001, 513), (3, 9, 20000)):
-        x = torch.randn(M, K, generator=gen).to(dtype)
-        w = torch.randn(N, K, generator=gen).to(dtype)
-        check(x, w, torch.randn(N, generator=gen).to(dtype), f"M={M} N={N} K={K} {dtype}")
+    try:
+        for M, N, K in ((1, 2161, 129), (5, 1203, 300), (8, 121, 2200), (16, 1001, 513), (3, 9, 20000)):
+            x = torch.randn(M, K, generator=gen).to(dtype)
+            w = torch.randn(N, K, generator=gen).to(dtype)
+            check(x, w, torch.randn(N, generator=gen).to(dtype), f"M={M} N={N} K={K} {dtype}")
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_special_values(gen):

@@ -528,8 +528,7 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
         if bias.shape[0] != N:
             raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
-    K = x.shape[-1]
-    y = _ops.linear_rows(x.reshape(x.numel() // K if K else math.prod(x.shape[:-1]), K), weight, bias)  # [M, N]
+    y = _ops.linear_rows(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias)  # [M, N]
     return y.view(*x.shape[:-1], N)
 
 

@@ -62,10 +62,7 @@ struct ArbiterKernels {
 extern const ArbiterKernels arbiter_kernels_avx512, arbiter_kernels_avx2, arbiter_kernels_base;
 
 inline const ArbiterKernels& arbiter_kernels() {
-  static const int level = cpu_isa_level();
-  return level == 2   ? arbiter_kernels_avx512
-         : level == 1 ? arbiter_kernels_avx2
-                      : arbiter_kernels_base;
+  return pick_isa(arbiter_kernels_avx512, arbiter_kernels_avx2, arbiter_kernels_base);
 }
 }  // namespace cospec::cpu
 #endif

@@ -42,10 +42,7 @@ extern const LinearRowsKernels linear_rows_kernels_base;
 
 // The best set this CPU runs (cpu_isa_level(), capped by COSPEC_CPU_ISA), chosen once.
 inline const LinearRowsKernels& linear_rows_kernels() {
-  static const int level = cpu_isa_level();
-  return level == 2   ? linear_rows_kernels_avx512
-         : level == 1 ? linear_rows_kernels_avx2
-                      : linear_rows_kernels_base;
+  return pick_isa(linear_rows_kernels_avx512, linear_rows_kernels_avx2, linear_rows_kernels_base);
 }
 
 }  // namespace cospec::cpu

@@ -4,7 +4,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -20,7 +19,7 @@ using at::Tensor;
 
 // Weight bytes from which the W rows are split over torch's threads: below, a matrix is
 // read in a few microseconds and a parallel region's fork/join would cost as much
-// (bench/linear_rows_speed.py measures both sides).
+// (bench/gemv_speed.py, bench/forward_buckets.py).
 constexpr int64_t kParallelBytes = int64_t{256} << 10;
 
 template <typename T>

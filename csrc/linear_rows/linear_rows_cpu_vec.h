@@ -173,10 +173,21 @@ inline void tile(const float* x, int64_t ldx, int64_t k0, int64_t k1, int64_t K,
     for (int j = 0; j < NR; ++j) y[m * ldo + j] = V::sum(acc[m][j]) + (bias ? bias[j] : 0.f);
 }
 
-// Every row block of x against one W tile of NR columns, in chunks of kc along K (so that a
-// chunk of every row of x and of the tile stay in L1 while the blocks pass over it): blocks of
-// MR rows, the last one of fewer; only the first block prefetches the next W tile. part: room
-// for every block's accumulators (used when K > kc).
+// The last row block, of r < MR rows (r in [1, R]): tile<r, NR> for the r at hand.
+template <int R, int NR, typename T>
+inline void tile_rest(int64_t r, const float* x, int64_t ldx, int64_t k0, int64_t k1, int64_t K,
+                      const T* w, int64_t ldw, const float* bias, float* y, int64_t ldo,
+                      const T* pf, float* part) {
+  if constexpr (R >= 1) {
+    if (r == R) return tile<R, NR, true>(x, ldx, k0, k1, K, w, ldw, bias, y, ldo, pf, part);
+    tile_rest<R - 1, NR>(r, x, ldx, k0, k1, K, w, ldw, bias, y, ldo, pf, part);
+  }
+}
+
+// Every row block of x against one W tile of NR columns, in chunks of kc along K (with
+// several blocks, so that a chunk of every row of x and of the tile stay in L1 while the
+// blocks pass over it): blocks of MR rows, the last one of fewer; only the first block
+// prefetches the next W tile. part: room for every block's accumulators (used when K > kc).
 template <int MR, int NR, typename T>
 inline void tile_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t kc, const T* w,
                       int64_t ldw, const float* bias, float* y, int64_t ldo, const T* pf, float* part) {
@@ -190,56 +201,50 @@ inline void tile_rows(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t
         tile<MR, NR, false>(x + m0 * ldx, ldx, k0, k1, K, w, ldw, bias, y + m0 * ldo, ldo, pf,
                             part + b * kPart);
     }
-    const int64_t r = M - m0;
-    const float* xr = x + m0 * ldx;
-    float* yr = y + m0 * ldo;
-    float* pr = part + b * kPart;
-    if constexpr (MR > 1) {
-      if (r == 1) tile<1, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 2) {
-      if (r == 2) tile<2, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 3) {
-      if (r == 3) tile<3, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 4) {
-      if (r == 4) tile<4, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 5) {
-      if (r == 5) tile<5, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 6) {
-      if (r == 6) tile<6, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
-    if constexpr (MR > 7) {
-      if (r == 7) tile<7, NR, true>(xr, ldx, k0, k1, K, w, ldw, bias, yr, ldo, pf, pr);
-    }
+    if (m0 < M)
+      tile_rest<MR - 1, NR>(M - m0, x + m0 * ldx, ldx, k0, k1, K, w, ldw, bias, y + m0 * ldo, ldo,
+                            pf, part + b * kPart);
     if (k1 == K) break;
   }
 }
 
 // M rows of x (blocks of MR) against W rows [n0, n1): tiles of tile_cols(MR) columns, then
-// one-column tiles.
+// one-column tiles. One row block reads x and each W vector once whatever the chunking, so it
+// runs K whole; several blocks share each chunk of the tile, K in chunks with the accumulators
+// kept between them (on the stack up to kLocalPart floats: M <= 16 never allocates).
 template <int MR, typename T>
 void row_blocks(const float* x, int64_t ldx, int64_t M, int64_t K, const T* w, int64_t ldw,
                 const float* bias, int64_t n0, int64_t n1, float* y, int64_t ldo) {
   constexpr int NR = tile_cols(MR);
+  constexpr int64_t kLocalPart = 1024;
+  const int64_t blocks = (M + MR - 1) / MR;
   // chunk of K: M rows of x and NR rows of W in 24 KiB (half of a 48 KiB L1)
   const int64_t per_k = 4 * M + NR * static_cast<int64_t>(sizeof(T));
-  const int64_t kc = std::max<int64_t>(V::L, (int64_t{24} << 10) / per_k / V::L * V::L);
-  std::vector<float> part(K > kc ? static_cast<size_t>((M + MR - 1) / MR * MR * NR * V::L) : 0);
+  const int64_t kc =
+      blocks == 1 ? K : std::max<int64_t>(V::L, (int64_t{24} << 10) / per_k / V::L * V::L);
+  const int64_t need = K > kc ? blocks * MR * NR * V::L : 0;
+  float local[kLocalPart];
+  std::vector<float> heap(need > kLocalPart ? static_cast<size_t>(need) : 0);
+  float* part = need > kLocalPart ? heap.data() : local;
   int64_t n = n0;
   for (; n + NR <= n1; n += NR) {
     const T* next = w + std::min(n + NR, n1 - 1) * ldw;
     tile_rows<MR, NR>(x, ldx, M, K, kc, w + n * ldw, ldw, bias ? bias + n : nullptr, y + n, ldo,
-                      next, part.data());
+                      next, part);
   }
   for (; n < n1; ++n) {
     const T* next = w + std::min(n + 1, n1 - 1) * ldw;
     tile_rows<MR, 1>(x, ldx, M, K, kc, w + n * ldw, ldw, bias ? bias + n : nullptr, y + n, ldo,
-                     next, part.data());
+                     next, part);
   }
+}
+
+// row_blocks<mr> for the mr at hand (1 <= mr <= MR).
+template <int MR, typename T>
+void row_blocks_for(int64_t mr, const float* x, int64_t ldx, int64_t M, int64_t K, const T* w,
+                    int64_t ldw, const float* bias, int64_t n0, int64_t n1, float* y, int64_t ldo) {
+  if (mr == MR) return row_blocks<MR>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
+  if constexpr (MR > 1) row_blocks_for<MR - 1>(mr, x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
 }
 
 // The LinearRowsFn: rows in ceil(M / kRows) blocks of near-equal size.
@@ -248,27 +253,7 @@ void linear_rows(const float* x, int64_t ldx, int64_t M, int64_t K, const T* w, 
                  const float* bias, int64_t n0, int64_t n1, float* y, int64_t ldo) {
   if (M <= 0 || n1 <= n0) return;
   const int64_t blocks = (M + kRows - 1) / kRows;
-  switch ((M + blocks - 1) / blocks) {
-    case 1:
-      return row_blocks<1>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-    case 2:
-      return row_blocks<2>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-    case 3:
-      return row_blocks<3>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-    case 4:
-      return row_blocks<4>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-    case 5:
-      if constexpr (kRows >= 5) return row_blocks<5>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-      return;
-    case 6:
-      if constexpr (kRows >= 6) return row_blocks<6>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-      return;
-    case 7:
-      if constexpr (kRows >= 7) return row_blocks<7>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-      return;
-    default:
-      if constexpr (kRows >= 8) return row_blocks<8>(x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
-  }
+  row_blocks_for<kRows>((M + blocks - 1) / blocks, x, ldx, M, K, w, ldw, bias, n0, n1, y, ldo);
 }
 
 }  // namespace cospec::cpu::COSPEC_VEC_NS

@@ -12,20 +12,14 @@
 #include <optional>
 #include <string>
 
+#include "expect.h"
+
 namespace {
 
 using at::Tensor;
-int g_failures = 0, g_checks = 0;
-
-#define EXPECT(cond, ...)                                                                \
-  do {                                                                                   \
-    ++g_checks;                                                                          \
-    if (!(cond)) {                                                                       \
-      ++g_failures;                                                                      \
-      std::fprintf(stderr, "FAIL %s:%d: %s -- %s\n", __FILE__, __LINE__, #cond,          \
-                   std::string(c10::str(__VA_ARGS__)).c_str());                          \
-    }                                                                                    \
-  } while (0)
+using cospec_test::g_checks;
+using cospec_test::g_failures;
+using cospec_test::run;
 
 Tensor linear_rows(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b) {
   static auto op = c10::Dispatcher::singleton()
@@ -110,9 +104,9 @@ int main() {
 #if defined(COSPEC_WITH_CUDA) && COSPEC_WITH_CUDA
   EXPECT(h->hasKernelForDispatchKey(c10::DispatchKey::CUDA), "no CUDA kernel in a CUDA build");
 #endif
-  test_exact();
-  test_strided();
-  test_bad_inputs();
+  run("linear_rows exact", test_exact);
+  run("linear_rows strided", test_strided);
+  run("linear_rows bad inputs", test_bad_inputs);
   std::printf("linear_rows: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

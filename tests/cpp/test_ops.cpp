@@ -14,23 +14,16 @@
 #include <tuple>
 #include <vector>
 
+#include "expect.h"
+
 namespace {
 
 using at::Tensor;
 using OptT = std::optional<Tensor>;
 
-int g_failures = 0;
-int g_checks = 0;
-
-#define EXPECT(cond, ...)                                                                \
-  do {                                                                                   \
-    ++g_checks;                                                                          \
-    if (!(cond)) {                                                                       \
-      ++g_failures;                                                                      \
-      std::fprintf(stderr, "FAIL %s:%d: %s -- %s\n", __FILE__, __LINE__, #cond,          \
-                   std::string(c10::str(__VA_ARGS__)).c_str());                          \
-    }                                                                                    \
-  } while (0)
+using cospec_test::g_checks;
+using cospec_test::g_failures;
+using cospec_test::run;
 
 Tensor longs(std::vector<int64_t> v, at::IntArrayRef shape) {
   return at::tensor(v, at::kLong).reshape(shape);
@@ -557,18 +550,6 @@ void test_bad_inputs() {
            node_features(x, cand, longs({-1, 0, 2, 1, 2}, {1, kN}), z, z, longs({0}, {1}), x, 2);
          }, "`parents`[0, 2]"),
          "node_features with a bad tree must throw");
-}
-
-int run(const char* name, void (*fn)()) {
-  const int before = g_failures;
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    ++g_failures;
-    std::fprintf(stderr, "FAIL %s: unexpected exception: %s\n", name, e.what());
-  }
-  std::printf("[%s] %s\n", g_failures == before ? "ok  " : "FAIL", name);
-  return g_failures - before;
 }
 
 }  // namespace

@@ -112,8 +112,8 @@ struct V {
 // 2 x 8, 3 x 6, 4 x 5, 5 x 4, 6..8 x 3). More rows run as several blocks over each W tile,
 // which the later blocks read from L1. Each x vector is pinned to a register (an empty asm):
 // left alone, GCC folds it into the FMAs, one load per FMA, and an 8 x 3 tile then ran at
-// 0.7x the speed of two 4 x 5 blocks (W in L2); pinned, 8 rows over 71 MB of W took 2.31 ms
-// instead of the two blocks' 2.83 ms (bench/gemv_speed.py).
+// 0.7x the speed of two 4 x 5 blocks (W in L2); pinned, 1.15-1.2x their speed (8 rows over
+// 39 MB of W, two threads, C++ harness: 0.96-0.99 ms vs 1.13 ms).
 constexpr int kRows = V::kRegs == 32 ? 8 : 4;
 constexpr int tile_cols(int MR) { return std::max(1, std::min(8, (V::kRegs - 5) / (MR + 1))); }
 

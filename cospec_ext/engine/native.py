@@ -39,8 +39,9 @@ _ACTS = {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_pytorch_tanh": l
 def query_bucket(n: int) -> int:
     """The padded query count of a forward over n tokens: n itself up to 6, then 8, then
     multiples of 8. On the CPU a projection over M rows streams W once but costs M FMAs per
-    weight, which two cores cannot hide behind the memory stream past ~5 rows: padding a
-    5-node tree to 8 rows cost 1.3-1.5x the 5 rows' time (bench/forward_buckets.py)."""
+    weight, which two cores do not fully hide behind the memory stream: a forward over 8
+    tokens costs 1.1-1.2x one over 5 (bench/forward_buckets.py), so a 5-node tree is not
+    padded to 8."""
     if n <= 6:
         return n
     return -(-n // 8) * 8

@@ -36,6 +36,28 @@ def test_restore_keeps_timings_and_halves_the_evidence():
     assert d.accept_rate > 0.4 and d.choose() > 0  # so the draft is tried again (1.42 / 1.3 > 1)
 
 
+def test_probes_keep_their_schedule_across_calls():
+    """Calls shorter than the probe wait still probe: the idle rounds of one call count toward
+    the next call's probe, which comes on the round an uninterrupted controller would probe."""
+    def off():
+        c = DepthController(4, True, None)
+        c.succ, c.trials = 0.0, 10.0  # a = 0: drafting is off
+        c.observe_times(0, None, 1.0)
+        c.observe_times(1, 0.6, 1.0)  # a probe costs 0.6 steps: a wait of 30 rounds
+        return c
+
+    one = off()
+    whole = [i for i in range(40) if one.choose() == 1]
+    c, split = off(), []
+    for call in range(4):  # four calls of ten rounds
+        split += [10 * call + i for i in range(10) if c.choose() == 1]
+        d = DepthController(4, True, None)
+        d.restore(c.state())
+        d.succ, d.trials = c.succ, c.trials  # (the evidence's halfway move aside)
+        c = d
+    assert whole == split and len(whole) == 1
+
+
 def test_a_draft_remembered_as_useless_is_never_run_and_outputs_stay_exact():
     forget()
     target, useless = tiny("llama", layers=2, seed=3), tiny("llama", layers=1, seed=4)

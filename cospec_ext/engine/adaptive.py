@@ -10,15 +10,17 @@ E[tokens] = sum_{j=0..D} a^j = (1 - a^(D+1)) / (1 - a); the controller picks the
     depend on timings):  1 + c * D
     measured (greedy spd):  (T(D) + D * t_draft) / T(0)
 
-where t_draft is the time of one draft forward (a round of depth D makes D of them: the
+where t_draft is the time of one draft forward (the smallest of its last 3 timings; a round
+of depth D makes D of them: the
 catch-up, then one per level but the last) and T(D) the time of a round of depth D less its
 draft forwards: the target's forward, which grows with the tree's node count once the
 forward is no longer pure overhead (a compiled CPU forward of 5 tokens costs twice one of
 1), and the engine's own work (masks, verification, commit, rollbacks), which a drafting
-round has more of. T is kept monotone (T(D) = the largest measured T(k), k <= D, so an
-unmeasured depth is as cheap as the deepest measured one below it: tried before it is ruled
-out) and the unit, T(0), is the smallest measured T (a plain step never costs more than a
-deeper round's verification). T(0) taken from deeper rounds is an upper bound that makes
+round has more of. T is kept monotone, and robust to timing noise, which only adds time: T(D)
+is the smallest of the last 3 timings of depth D, and at most any deeper depth's (a deeper
+round measured cheaper bounds a shallower one); a depth timed fewer than twice is as cheap as
+the depth below it (tried again before one slow round rules it out); and the unit, T(0), is
+the smallest measured T (a plain step never costs more than a deeper round's verification). T(0) taken from deeper rounds is an upper bound that makes
 drafting look cheap, so the first round that would draft after a drafting round has been
 timed is a plain step instead, once per call: it measures T(0). Before any timing, c = 0.2.
 
@@ -41,8 +43,8 @@ Where the timings steer (greedy spd: the output cannot depend on the tree), a ca
 from the state the last call with the same models, batch size, tree, forward path and thread
 count ended in (`PairMemory`): its timings, and its acceptance evidence moved halfway back to
 the prior. A draft with its own cache is prefilled only before the first round that drafts,
-so a draft remembered as useless costs a call nothing but a few plain-step decisions;
-`forget()` clears the memory.
+so a draft remembered as useless costs a call nothing but a few plain-step decisions (and
+its probes, whose schedule runs on across calls); `forget()` clears the memory.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ import weakref
 PROBE_BUDGET = 0.02
 LONG_WAIT_FACTOR = 4  # x max_probe_every: the wait of a draft whose catch-up alone exceeds the budget
 QUIET_ROUNDS = 3  # idle rounds between full evaluations while drafting is off
+SAMPLES = 3  # a depth's round cost: the smallest of its last SAMPLES timings
+TRUSTED = 2  # timings a depth needs before its own cost can rule it out
 
 
 class DepthController:
@@ -66,8 +70,12 @@ class DepthController:
         self.decay, self.probe_every, self.max_probe_every = decay, probe_every, max_probe_every
         self.wait = probe_every  # rounds at depth 0 before the next probe
         self.succ, self.trials = 1.0, 2.0  # a weak prior, a = 0.5: two failed rounds stop the drafting
-        self.t_draft: float | None = None  # EMA of seconds per draft forward
-        self.t_target: dict[int, float] = {}  # depth -> EMA of a round's seconds less its draft forwards
+        self.t_draft: float | None = None  # seconds per draft forward: the smallest of the last SAMPLES
+        self.draft_samples: list[float] = []
+        # depth -> a round's seconds less its draft forwards: the smallest of its last SAMPLES
+        # timings (noise only adds time), and those timings
+        self.t_target: dict[int, float] = {}
+        self.samples: dict[int, list[float]] = {}
         # seconds of the draft's catch-up per position skipped while drafting was off (a probe
         # after k idle rounds feeds the draft ~k + 1 positions of every row in one forward):
         # measured on probes, first estimated by its prefill (P positions of every row)
@@ -87,8 +95,15 @@ class DepthController:
 
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
-        A deeper tree never verifies faster than a shallower one: T(d) is taken as the largest
-        measured T(k), 1 <= k <= d, and never below the unit, the smallest measured T. A plain
+        Timing noise (a cold graph, a pause of the OS) only adds time, and a deeper tree never
+        verifies faster than a shallower one, so: T(d) of a depth is the smallest of its last
+        SAMPLES timings; it is bounded by every deeper depth's (a deeper round measured cheaper
+        bounds it); a depth timed fewer than TRUSTED times is priced as the depth below it (one
+        slow round cannot rule a depth out: it is tried again first); and no T is below the
+        unit, the smallest measured T. (Before, one slow round priced its depth and every
+        deeper one out for good: on the demo pair the first depth-1 round after the graphs were
+        built, 2.7x the steady cost, kept a draft accepted at 0.96 from drafting in every later
+        call, 0.98x target-only.) A plain
         step (one query, the least engine work) is that unit, measured or not: a slow plain
         step (a cold graph, a pause of the OS) then cannot make drafting look cheap (it once
         kept a never-accepted self-draft drafting ~10 rounds), and before a plain step is timed
@@ -96,11 +111,15 @@ class DepthController:
         if not self.measured:
             c = 0.2 if self.fixed_cost is None else self.fixed_cost  # given, or a guess before any timing
             return [1 + c * d for d in range(self.max_depth + 1)]
-        unit = min(self.t_target.values())
-        out, t = [1.0], unit
+        up, t = {}, math.inf  # the cheapest round measured at each depth or deeper
+        for d in sorted(self.t_target, reverse=True):
+            t = up[d] = min(t, self.t_target[d])
+        unit = out_t = t  # the smallest measured T
+        out = [1.0]
         for d in range(1, self.max_depth + 1):
-            t = max(t, self.t_target.get(d, t))
-            out.append((t + d * self.t_draft) / unit)
+            if len(self.samples.get(d, ())) >= TRUSTED:  # else as cheap as the depth below it
+                out_t = up[d]
+            out.append((out_t + d * self.t_draft) / unit)
         return out
 
     def probe_wait(self, costs: list[float]) -> int:
@@ -175,9 +194,14 @@ class DepthController:
         (draft_s None in a round without drafting); round_draft_s: all the draft's seconds in
         the round (a probe's are its cost)."""
         if draft_s:
-            self.t_draft = _ema(self.t_draft, draft_s)
+            self.draft_samples.append(draft_s)
+            del self.draft_samples[:-SAMPLES]
+            self.t_draft = min(self.draft_samples)
         if target_s:
-            self.t_target[depth] = _ema(self.t_target.get(depth), target_s)
+            hist = self.samples.setdefault(depth, [])
+            hist.append(target_s)
+            del hist[:-SAMPLES]
+            self.t_target[depth] = min(hist)
         if self._probing > 1 and round_draft_s:
             self.t_catch = _ema(self.t_catch, round_draft_s / self._probing)
 
@@ -190,17 +214,24 @@ class DepthController:
     def state(self) -> dict:
         """What a later call with the same models may start from (`restore`)."""
         return {"succ": self.succ, "trials": self.trials, "t_draft": self.t_draft, "t_target": dict(self.t_target),
-                "t_catch": self.t_catch}
+                "samples": {d: list(h) for d, h in self.samples.items()}, "draft_samples": list(self.draft_samples),
+                "t_catch": self.t_catch, "idle": self.idle, "wait": self.wait}
 
     def restore(self, st: dict) -> None:
         """Starts from an earlier call's state: its timings as they were (properties of the models
         and the machine), its acceptance evidence moved halfway back to the prior (succ 1 of 2
         trials), so a draft found useless is not tried at once, and within a few calls that
         never draft the choice is again the one a fresh call with these timings would make (a
-        draft that fits other prompts is not ruled out for good; within a call, probes find it)."""
+        draft that fits other prompts is not ruled out for good). The probe schedule goes on
+        where it stopped: idle rounds count across calls, so calls shorter than the wait still
+        probe within the budget (when each call restarted the count, a draft off at the end of
+        one call of ~40 rounds was never probed again by calls of that length)."""
         self.t_draft, self.t_target, self.t_catch = st["t_draft"], dict(st["t_target"]), st["t_catch"]
+        self.draft_samples = list(st.get("draft_samples", [self.t_draft] if self.t_draft else []))
+        self.samples = {d: list(h) for d, h in st.get("samples", {d: [t] for d, t in self.t_target.items()}).items()}
         self.succ, self.trials = 0.5 * (st["succ"] + 1.0), 0.5 * (st["trials"] + 2.0)
-        self.idle = self._quiet = 0  # a call's own rounds start the idle count
+        self.idle, self.wait = st.get("idle", 0), st.get("wait", self.probe_every)
+        self._quiet = 0  # a call evaluates its first round
 
 
 class PairMemory:

@@ -14,12 +14,21 @@ This module follows gpt-fast instead: one function per forward, every shape fixe
 
 so `torch.compile(dynamic=False)` makes one graph per (batch bucket Bb, query bucket nb,
 cache shape): the batch is padded to a power of two (at most the cache's rows), the query
-count to `query_bucket(n)`, and attention always covers all S slots of the cache, the
+count to `query_bucket(n)`, the cache's length S to `cache_length` (a ladder that does not
+move with the prompt's length), and attention always covers all S slots of the cache, the
 engine's boolean mask hiding what a row may not see. Padding queries and rows attend every
 slot (finite values: the cache starts zeroed) and write slot S - 1, which no real query's
 mask ever opens (the engine sizes S with two spare slots).
 The weights are the model's own tensors (nothing is copied). On a GPU the graphs run as
 CUDA graphs (`mode="reduce-overhead"`); on the CPU inductor emits C++.
+
+Only the rounds' forwards are compiled: a prefill (any length) and a forward over more than
+COMPILED_QUERY_MAX tokens (a draft's catch-up after many idle rounds) run the same code
+eagerly; their matrix products over many rows are compute-bound, where a graph saves little,
+and compiling one per prompt length once cost a 538 MB model 90 s for one new prompt. So a
+model compiles at most (query buckets <= COMPILED_QUERY_MAX: 10) x (batch buckets: powers of
+two up to the cache's rows) x (cache lengths met) graphs, and after one call every later call
+whose prompt + new tokens fit the same cache length meets no new graph.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ SUPPORTED = ("llama", "qwen2", "mistral")
 _ACTS = {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
+COMPILED_QUERY_MAX = 32  # forwards over more tokens (prefills aside: always eager) run eagerly
+KV_SHARE = 0.05  # a static cache's length is at least what reading it costs 5% of the weights' bytes
+
+
 def query_bucket(n: int) -> int:
     """The padded query count of a forward over n tokens: n itself up to 6, then 8, then
     multiples of 8. On the CPU a projection over M rows streams W once but costs M FMAs per
@@ -45,6 +58,29 @@ def query_bucket(n: int) -> int:
     if n <= 6:
         return n
     return -(-n // 8) * 8
+
+
+def cache_length(needed: int, rows: int, slot_bytes: int, weight_bytes: int) -> int:
+    """The slots S of a static cache for `needed` positions: the smallest value of the ladder
+    128, 192, 256, 384, 512, 768, ... (128 * 2^k and 192 * 2^k) that is >= needed and >= the
+    model's floor, the largest ladder value whose cache (rows x S x slot_bytes: K and V of every
+    layer) is at most KV_SHARE of the weights' bytes. Attention reads every slot, so the floor
+    costs a step at most ~5% more than an exact cache, and calls with any prompt below it share
+    one cache shape, hence one set of graphs (SmolLM2-135M at batch 1: 512 slots; the demo
+    target: 128). At most 2 log2(max_len / 128) + 1 lengths exist."""
+    def ladder():
+        v = 128
+        while True:
+            yield v
+            yield v * 3 // 2
+            v *= 2
+
+    floor = 128
+    for v in ladder():
+        if rows * v * slot_bytes > KV_SHARE * weight_bytes:
+            break
+        floor = v
+    return next(v for v in ladder() if v >= max(needed, floor))
 
 
 def batch_bucket(b: int, rows: int) -> int:
@@ -105,10 +141,11 @@ class _Core(torch.nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return w * h.to(x.dtype)
 
-    def forward(self, tokens, positions, mask, slots, cache):
+    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0):
         """tokens, positions, slots: int64 [Bb, nb]; mask: bool [Bb, 1, nb, S];
-        cache: [2, L, B0, H_kv, S, D] (rows [0, Bb) are used; slots written in place).
-        Returns (logits [Bb, nb, V], last hidden state [Bb, nb, hidden])."""
+        cache: [2, L, B0, H_kv, S, D] (rows [0, Bb) are used; slots written in place);
+        keep > 0: the head runs over the last `keep` positions only (an eager prefill).
+        Returns (logits [Bb, nb or keep, V], last hidden state [Bb, nb or keep, hidden])."""
         Bb, nb = tokens.shape
         D, Hq, Hk = self.head_dim, self.heads, self.kv_heads
         x = self.embed(tokens)  # [Bb, nb, hidden]
@@ -139,7 +176,7 @@ class _Core(torch.nn.Module):
             h = self._rms(x, layer.post_attention_layernorm.weight, self.eps[li])
             m = layer.mlp
             x = x + _linear(self.act(_linear(h, m.gate_proj)) * _linear(h, m.up_proj), m.down_proj)
-        hid = self._rms(x, self.norm.weight, self.final_eps)
+        hid = self._rms(x[:, -keep:] if keep else x, self.norm.weight, self.final_eps)
         return _linear(hid, self.head), hid
 
 
@@ -220,7 +257,7 @@ class CompiledCore:
         # (a parallel region's fork/join, several us, would cost more than it saves); torch's
         # thread count from PARALLEL_BYTES of weights on, where reading the weights dominates
         # and one core does not reach the memory bandwidth on every machine (bench/RESULTS.md)
-        nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        self.nbytes = nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         self.cpu_threads = torch.get_num_threads() if nbytes >= PARALLEL_BYTES else 1
 
     def get(self, key: tuple):
@@ -332,16 +369,29 @@ class NativeAdapter:
     def graphs(self) -> int:
         return len(self.compiled.fns)
 
+    def cache_length(self, needed: int, rows: int) -> int:
+        """The slots of a static cache of `rows` rows that holds `needed` positions (module
+        `cache_length`)."""
+        slot = 2 * self.num_layers * self.num_kv_heads * self.head_dim * torch.empty((), dtype=self.dtype).element_size()
+        return cache_length(needed, rows, slot, self.compiled.nbytes)
+
     def forward(self, input_ids, position_ids, attention_mask, kv, logits_to_keep: int = 0,
                 return_hidden: bool = False):
-        """As `ModelAdapter.forward` (the prefill too: its query count is padded like any other)."""
+        """As `ModelAdapter.forward`; a prefill (logits_to_keep > 0) runs eagerly."""
         B, n = input_ids.shape
         cache = kv.cache.data  # [2, L, B0, H, S, D]
         B0, S = cache.shape[2], cache.shape[4]
-        Bb, nb = batch_bucket(B, B0), query_bucket(n)
+        # a prefill, or more tokens than a round's tree: eager, unpadded (module docstring)
+        eager = bool(logits_to_keep) or query_bucket(n) > COMPILED_QUERY_MAX
+        Bb, nb = (B, n) if eager else (batch_bucket(B, B0), query_bucket(n))
         dev = input_ids.device
         s_used = attention_mask.shape[-1]
         slots = kv.slot_tensor(n)  # [B, n]
+        if eager and self.compile:  # no static shape: attend over the slots in use only
+            view = cache.narrow(4, 0, s_used)  # [2, L, B0, H, s_used, D], written in place
+            logits, hid = self.core(_std(input_ids), _std(position_ids), _std(attention_mask), _std(slots), view,
+                                    keep=logits_to_keep)  # [B, logits_to_keep or n, V]
+            return (logits, hid) if return_hidden else logits
         if s_used < S:  # slots past s_used: never attended
             attention_mask = F.pad(attention_mask, (0, S - s_used), value=False)
         if (Bb, nb) == (B, n):  # nothing else to pad
@@ -368,11 +418,17 @@ class NativeAdapter:
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 self.compile_seconds += time.perf_counter() - t0
-        lo = n - logits_to_keep if logits_to_keep else 0
-        if lo or (Bb, nb) != (B, n):  # else the graph's output is the answer as it is
-            logits = logits[:B, lo:n]
-            if (Bb, nb) != (B, n - lo):
-                logits = logits.contiguous()
-        if return_hidden:
-            return logits, hid[:B, lo:n].contiguous()
-        return logits
+        return _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden)
+
+
+def _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden):
+    """The real rows and kept positions of a forward's outputs over [Bb, nb] (padded) tokens:
+    logits [B, n or logits_to_keep, V] (and hidden states alike)."""
+    lo = n - logits_to_keep if logits_to_keep else 0
+    if lo or (Bb, nb) != (B, n):  # else the graph's output is the answer as it is
+        logits = logits[:B, lo:n]
+        if (Bb, nb) != (B, n - lo):
+            logits = logits.contiguous()
+    if return_hidden:
+        return logits, hid[:B, lo:n].contiguous()
+    return logits

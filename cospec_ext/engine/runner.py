@@ -26,9 +26,11 @@ class ModelRunner:
             self.cache, max_len = cache, cache.max_len
         else:
             if self.static:
-                # static-shape forwards (engine/native.py): rows a power of two and S a multiple of
-                # 128, so calls with other batch sizes and prompt lengths meet the same graphs
-                rows, max_len = 1 << (batch - 1).bit_length(), -(-max_len // 128) * 128
+                # static-shape forwards (engine/native.py): rows a power of two and S on a ladder
+                # with a floor, so calls with other batch sizes and prompt lengths meet the same graphs
+                rows = 1 << (batch - 1).bit_length()
+                fit = getattr(adapter, "cache_length", None)
+                max_len = fit(max_len, rows) if fit is not None else -(-max_len // 128) * 128
             self.cache = KVCache(adapter.num_layers, batch, adapter.num_kv_heads, max_len, adapter.head_dim,
                                  adapter.dtype, adapter.device, rows=rows,
                                  layer_devices=getattr(adapter, "layer_devices", None))

@@ -27,6 +27,7 @@ from .kv import KVCache
 from .runner import ModelRunner
 from .selfdraft import shared_prefix_layers
 from .tree import TreeSpec
+from .warp import Warper
 
 
 class SpecEngine:
@@ -34,13 +35,15 @@ class SpecEngine:
                  pad: torch.Tensor, spec: TreeSpec, max_new_tokens: int, temperature: float, eos_ids: list[int],
                  pad_token_id: int, arbiter=None, arbiter_cols=None, threshold: float = 0.5,
                  sample_arbiter: bool = False, generator: torch.Generator | None = None, trace: list | None = None,
-                 rollout_ids: torch.Tensor | None = None, arbiter_seed: int = 0):
+                 rollout_ids: torch.Tensor | None = None, arbiter_seed: int = 0, warper: Warper | None = None):
         B, P = input_ids.shape
         dev = input_ids.device
         self.B0, self.P, self.dev = B, P, dev
         self.spec, self.max_new, self.T = spec, max_new_tokens, float(temperature)
         self.arbiter, self.arbiter_cols, self.threshold = arbiter, arbiter_cols, threshold
         self.sample_arbiter, self.gen, self.trace = sample_arbiter, generator, trace
+        # top-k / top-p / min-p: -inf at the filtered tokens of the logits that sampling reads
+        self.warp = warper if warper is not None and warper.active else None
         # sample_arbiter draws are keyed by (seed, rollout id, position, node), so a row's
         # decisions do not depend on the batch it was decoded in (data-parallel RL)
         self.arbiter_seed = arbiter_seed
@@ -112,9 +115,11 @@ class SpecEngine:
 
     # -- helpers ------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
-        """Next token from logits [B, V]: argmax, or a sample at temperature T."""
+        """Next token from logits [B, V]: argmax, or a sample at temperature T (after the warpers)."""
         if self.T == 0.0:
             return logits.argmax(-1)
+        if self.warp is not None:
+            logits = self.warp(logits)  # [B, V], -inf where filtered
         probs = torch.softmax(logits.float() / self.T, dim=-1)
         return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
 
@@ -206,7 +211,10 @@ class SpecEngine:
             v = ops.verify_tree_unchecked(cand, parents, logits)
         else:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
-            v = ops.verify_tree_unchecked(cand, parents, logits, None, accept, self.T, u)
+            # the walk samples the warped distribution; the arbiter's features above read the raw
+            # logits, as they did when it was trained (its inputs do not depend on the knobs)
+            w = self.warp(logits) if self.warp is not None else logits  # [B, N, V]
+            v = ops.verify_tree_unchecked(cand, parents, w, None, accept, self.T, u)
         arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
         res = self._commit(cand, v.path, v.accept_len, v.next_token, arb_counts)  # CPU [3 (+2), B]
         kept, fin = res[0], res[1]

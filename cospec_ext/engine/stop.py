@@ -26,7 +26,7 @@ class StopStrings:
                 or not all(isinstance(s, str) and s for s in stop_strings)):
             raise ValueError(f"`stop_strings` must be a non-empty string or a list of them, got {stop_strings!r}")
         if tokenizer is None:
-            raise ValueError("`stop_strings` needs `tokenizer=` (the model's tokenizer), as generate() does")
+            raise ValueError("`stop_strings` needs a `tokenizer` (the model's), as generate() does")
         if not callable(getattr(tokenizer, "get_vocab", None)):
             raise TypeError(f"`tokenizer` must be a transformers tokenizer, got {type(tokenizer).__name__}")
         self.criteria = StopStringCriteria(tokenizer, list(stop_strings))

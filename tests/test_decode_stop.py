@@ -104,5 +104,9 @@ def test_stop_string_arguments(setup):
             cospec_ext.decode(target, draft, rows[0], stop_strings=bad, tokenizer=tok, **kw)
     with pytest.raises(TypeError, match="`tokenizer`"):
         cospec_ext.decode(target, draft, rows[0], stop_strings="ab", tokenizer=object(), **kw)
+    plain = piece_tokenizer()
+    plain.backend_tokenizer.decoder = None  # pieces join with spaces: transformers cannot map the vocabulary
+    with pytest.raises(ValueError, match="`stop_strings`.*`tokenizer`"):
+        cospec_ext.decode(target, draft, rows[0], stop_strings="ab", tokenizer=plain, **kw)
     out = cospec_ext.decode(target, draft, rows[0], stop_strings="ab", tokenizer=tok, **kw)  # one string
     assert out.sequences.shape[0] == 1

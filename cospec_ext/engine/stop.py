@@ -29,7 +29,11 @@ class StopStrings:
             raise ValueError("`stop_strings` needs a `tokenizer` (the model's), as generate() does")
         if not callable(getattr(tokenizer, "get_vocab", None)):
             raise TypeError(f"`tokenizer` must be a transformers tokenizer, got {type(tokenizer).__name__}")
-        self.criteria = StopStringCriteria(tokenizer, list(stop_strings))
+        try:
+            self.criteria = StopStringCriteria(tokenizer, list(stop_strings))
+        except ValueError as e:  # e.g. a vocabulary it cannot turn back into strings
+            raise ValueError(f"`stop_strings`: transformers' StopStringCriteria rejects them with this `tokenizer` "
+                             f"(generate() would too): {e}") from e
         self.window = int(self.criteria.maximum_token_len)  # tokens the criteria reads back from the end
 
     def cut(self, tails: list[list[int]], new: list[int]) -> list[int | None]:

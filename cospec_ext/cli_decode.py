@@ -24,6 +24,15 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="default: 128, or what the model's positions leave after the prompt and the tree")
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling at this temperature")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="sampling: keep the k most likely tokens (0: off; default: the model's generation_config, else 50)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sampling: keep the smallest most likely set with probability >= P (1.0: off)")
+    p.add_argument("--min-p", type=float, default=None,
+                   help="sampling: drop tokens below P times the most likely one's probability (0: off)")
+    p.add_argument("--stop", action="append", default=None, metavar="STR",
+                   help="stop a row after the token that completes STR (repeatable; as generate(stop_strings=...))")
+    p.add_argument("--stream", action="store_true", help="print the text as it is decoded")
     p.add_argument("--threshold", type=float, default=None,
                    help="arbiter threshold (default: the one chosen on validation, stored beside the arbiter; else 0.5)")
     p.add_argument("--seed", type=int, default=None, help="random seed of sampling (temperature > 0)")
@@ -100,13 +109,20 @@ def run(args) -> int:
         except ValueError as e:
             return _error(f"--tree: {e}")
         args.max_new_tokens = max(1, min(128, limit - ids.shape[1] - depth))
+    streamer = None
+    if args.stream:
+        from transformers import TextStreamer
+
+        streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     try:
         out = decode(target, draft, ids, mode=args.mode, arbiter=arbiter, threshold=args.threshold, tree=args.tree,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                     compile=args.compile)
+                     compile=args.compile, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, streamer=streamer,
+                     stop_strings=args.stop, tokenizer=tok if args.stop else None)
     except (ValueError, TypeError) as e:  # decode validates every argument with a message naming it
         return _error(str(e))
-    print(tok.decode(out.sequences[0, ids.shape[1]:], skip_special_tokens=True))
+    if not args.stream:  # the streamer printed it, and a newline at the end
+        print(tok.decode(out.sequences[0, ids.shape[1]:], skip_special_tokens=True))
     print(out.stats.summary())
     return 0
 

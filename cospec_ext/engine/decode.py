@@ -14,7 +14,10 @@ from .adapter import HFAdapter, as_adapter
 from .features import FEATURE_NAMES, check_arbiter, hidden_inputs_of, hidden_widths
 from .loop import SpecEngine
 from .native import NativeAdapter, unsupported_reason
+from .stop import StopStrings
+from .stream import Stream
 from .tree import TreeSpec, parse_tree
+from .warp import check_knobs, resolve
 
 MODES = ("target", "draft", "spd", "cospec")
 
@@ -156,7 +159,8 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
            threshold: float | None = None, sample_arbiter: bool = False, tree="chain:4", max_new_tokens: int = 128,
            temperature: float = 0.0, eos_token_id=None, pad_token_id=None, seed: int | None = None,
            return_trace: bool = False, rollout_ids: torch.Tensor | None = None,
-           compile: bool = False) -> DecodeOutput:
+           compile: bool = False, top_k: int | None = None, top_p: float | None = None,
+           min_p: float | None = None, streamer=None, stop_strings=None, tokenizer=None) -> DecodeOutput:
     """Decodes a batch of left-padded prompts.
 
     mode: "target" / "draft" plain autoregressive decoding of one model; "spd" speculative
@@ -171,7 +175,22 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     input_ids: int64 [B, P]; attention_mask: [B, P] of 0/1, zeros on the left.
     tree: "chain:K", "tree:D,K[,M]", "static:...", or a TreeSpec (see engine/tree.py).
     temperature: 0 greedy; >= 1e-5 sampling at T; anything in between is greedy too
-        (ops.MIN_TEMPERATURE: logits / T would overflow float32).
+        (ops.MIN_TEMPERATURE: logits / T would overflow float32). Unlike generate(), never read
+        from the model's generation_config: the default 0.0 is greedy.
+    top_k, top_p, min_p: sampling filters applied after the temperature in generate()'s order
+        (top_k, then top_p, then min_p; engine/warp.py): top_k keeps the logits >= the k-th
+        largest; top_p keeps the smallest top set whose probability is >= top_p; min_p drops
+        p_i < min_p * max p. Sampled output (every mode; spd/cospec's walk too) follows the
+        warped target distribution softmax(w(logits / T)). 0 / 1.0 / 0.0 turn a filter off;
+        None takes the (verifying) model's generation_config value, else generate()'s default:
+        top_k 50, top_p and min_p off. Greedy ignores them (as generate(do_sample=False)).
+    streamer: a transformers streamer (TextStreamer, TextIteratorStreamer: put/end; batch 1;
+        put gets the prompt ids [1, P], then each round's committed tokens [1, n]; end() once)
+        or a callable fn(row, token_ids: list[int]) called per row per round with the tokens
+        it committed (cut after EOS / stop string / max_new_tokens); engine/stream.py.
+    stop_strings, tokenizer: str or list of str; a row stops after the token that completes
+        one, exactly as generate(stop_strings=..., tokenizer=...) (transformers'
+        StopStringCriteria over the prompt and the committed tokens; engine/stop.py).
     eos_token_id: int or list; None takes the model's generation_config, [] disables EOS.
     pad_token_id: fills rows after their EOS; None takes generation_config, then EOS, then 0.
     seed: seeds the sampling and sample_arbiter draws (a torch.Generator on the device).
@@ -193,6 +212,7 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}")
     if temperature < ops.MIN_TEMPERATURE:  # greedy, as verify_tree decides too (1/T never overflows)
         temperature = 0.0
+    check_knobs(top_k, top_p, min_p)
     spec: TreeSpec = parse_tree(tree)
     arb_cols = None
     if mode == "cospec":
@@ -254,6 +274,9 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         pad_token_id = _gen_attr(ref_model, "pad_token_id")
     if pad_token_id is None:
         pad_token_id = eos_ids[0] if eos_ids else 0
+    warper = resolve(ref_model, temperature, top_k, top_p, min_p)
+    stop = StopStrings(stop_strings, tokenizer) if stop_strings is not None else None
+    stream = Stream(streamer, input_ids.shape[0]) if streamer is not None else None
     gen = None
     if seed is not None:
         gen = torch.Generator(device=verifier.device).manual_seed(int(seed))
@@ -270,8 +293,12 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
     with torch.no_grad() if fsdp else torch.inference_mode():
         eng = SpecEngine(verifier, drafter, input_ids, pad, spec, max_new_tokens, temperature, eos_ids,
                          int(pad_token_id), arbiter, arb_cols, float(threshold), sample_arbiter, gen, trace,
-                         rollout_ids, arbiter_seed)
-        eng.run(input_ids)
+                         rollout_ids, arbiter_seed, warper, stop, stream)
+        try:
+            eng.run(input_ids)
+        finally:  # an iterator streamer's consumer waits for end(), even when decoding fails
+            if stream is not None:
+                stream.end()
         sequences = eng.sequences(input_ids)
     if verifier.device.type == "cuda":
         torch.cuda.synchronize(verifier.device)

@@ -26,7 +26,10 @@ from .features import hidden_inputs_of, node_features
 from .kv import KVCache
 from .runner import ModelRunner
 from .selfdraft import shared_prefix_layers
+from .stop import StopStrings
+from .stream import Stream
 from .tree import TreeSpec
+from .warp import Warper
 
 
 class SpecEngine:
@@ -34,13 +37,17 @@ class SpecEngine:
                  pad: torch.Tensor, spec: TreeSpec, max_new_tokens: int, temperature: float, eos_ids: list[int],
                  pad_token_id: int, arbiter=None, arbiter_cols=None, threshold: float = 0.5,
                  sample_arbiter: bool = False, generator: torch.Generator | None = None, trace: list | None = None,
-                 rollout_ids: torch.Tensor | None = None, arbiter_seed: int = 0):
+                 rollout_ids: torch.Tensor | None = None, arbiter_seed: int = 0, warper: Warper | None = None,
+                 stop: StopStrings | None = None, stream: Stream | None = None):
         B, P = input_ids.shape
         dev = input_ids.device
         self.B0, self.P, self.dev = B, P, dev
         self.spec, self.max_new, self.T = spec, max_new_tokens, float(temperature)
         self.arbiter, self.arbiter_cols, self.threshold = arbiter, arbiter_cols, threshold
         self.sample_arbiter, self.gen, self.trace = sample_arbiter, generator, trace
+        # top-k / top-p / min-p: -inf at the filtered tokens of the logits that sampling reads
+        self.warp = warper if warper is not None and warper.active else None
+        self.stop, self.stream = stop, stream  # stop strings, streamer (None: off)
         # sample_arbiter draws are keyed by (seed, rollout id, position, node), so a row's
         # decisions do not depend on the batch it was decoded in (data-parallel RL)
         self.arbiter_seed = arbiter_seed
@@ -112,9 +119,11 @@ class SpecEngine:
 
     # -- helpers ------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
-        """Next token from logits [B, V]: argmax, or a sample at temperature T."""
+        """Next token from logits [B, V]: argmax, or a sample at temperature T (after the warpers)."""
         if self.T == 0.0:
             return logits.argmax(-1)
+        if self.warp is not None:
+            logits = self.warp(logits)  # [B, V], -inf where filtered
         probs = torch.softmax(logits.float() / self.T, dim=-1)
         return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
 
@@ -136,7 +145,10 @@ class SpecEngine:
         self.prompt = input_ids  # [B0, P]: the draft's prefill, when it first drafts
         first = self._pick(logits)  # [B]
         zeros = torch.zeros_like(first)
+        if self.stream is not None:
+            self.stream.prompt(input_ids)
         kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
+        kept, fin = self._after_commit(kept, fin)
         self.total_h += kept
         self._retire(fin.bool())
         while self.rows.numel():
@@ -206,10 +218,13 @@ class SpecEngine:
             v = ops.verify_tree_unchecked(cand, parents, logits)
         else:
             u = torch.rand(B, N, generator=self.gen, device=self.dev)
-            v = ops.verify_tree_unchecked(cand, parents, logits, None, accept, self.T, u)
+            # the walk samples the warped distribution; the arbiter's features above read the raw
+            # logits, as they did when it was trained (its inputs do not depend on the knobs)
+            w = self.warp(logits) if self.warp is not None else logits  # [B, N, V]
+            v = ops.verify_tree_unchecked(cand, parents, w, None, accept, self.T, u)
         arb_counts = [v.consulted.sum(1), v.arbiter_accepted.sum(1)] if self.arbiter is not None else []
         res = self._commit(cand, v.path, v.accept_len, v.next_token, arb_counts)  # CPU [3 (+2), B]
-        kept, fin = res[0], res[1]
+        kept, fin = self._after_commit(res[0], res[1])
         host = res.tolist()
         acc_l = host[2]  # levels accepted per row
         sums = [sum(r) for r in host]  # over the rows: kept, finished, accepted (, consulted, arbiter-accepted)
@@ -242,8 +257,38 @@ class SpecEngine:
             self.arbiter_accepted += sums[4]
         if self.trace is not None:
             self.trace.append(_trace_step(self, cand, parents, v, generated, feats, probs, accept, hid))
-        if sums[1]:
+        if sums[1] or (self.stop is not None and bool(fin.any())):
             self._retire(fin.bool())
+
+    def _after_commit(self, kept: torch.Tensor, fin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stop strings and streaming over the tokens a commit just appended: kept, fin (CPU int64
+        [B], commit_tokens' counts; `total_h` not yet advanced). A row whose new tokens complete a
+        stop string is cut after the first such token (its `total` moves back; it finishes).
+        Returns the (possibly cut) kept, fin."""
+        if self.stop is None and self.stream is None:
+            return kept, fin
+        start = self.total_h  # CPU [B]: the first new token's slot
+        back = self.stop.window if self.stop is not None else 0
+        lo = (start - back).clamp(min=0)  # [B]
+        width = int((start + kept - lo).max())
+        idx = (lo[:, None] + torch.arange(width)[None, :]).clamp(max=self.seq.shape[1] - 1)  # [B, width]
+        host = self.seq.gather(1, idx.to(self.dev)).tolist()  # [B][width]: the tails, one sync
+        n_new = kept.tolist()
+        tails = [host[b][: int(start[b] - lo[b]) + n_new[b]] for b in range(len(n_new))]
+        if self.stop is not None:
+            cut = self.stop.cut(tails, n_new)
+            hit = [b for b, c in enumerate(cut) if c is not None]
+            if hit:
+                kept, fin = kept.clone(), fin.clone()
+                for b in hit:
+                    kept[b], fin[b] = cut[b], 1
+                    tails[b] = tails[b][: len(tails[b]) - n_new[b] + cut[b]]
+                    n_new[b] = cut[b]
+                h = torch.tensor(hit)
+                self.total[h.to(self.dev)] = (start[h] + kept[h]).to(self.dev)
+        if self.stream is not None:
+            self.stream.chunks(self.rows.tolist(), [t[len(t) - n:] if n else [] for t, n in zip(tails, n_new)])
+        return kept, fin
 
     def _compile_seconds(self) -> float:
         """Seconds the models' forwards have spent compiling graphs (compile=True)."""

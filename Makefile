@@ -75,6 +75,8 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 	$(VPY) bench/gemv_speed.py | tee bench/out/gemv_speed.txt
 	$(VPY) bench/forward_buckets.py | tee bench/out/forward_buckets.txt
+	$(VPY) bench/smollm2_prompts.py | tee bench/out/smollm2_prompts.txt
+	$(VPY) bench/bf16_forward.py | tee bench/out/bf16_forward.txt
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png

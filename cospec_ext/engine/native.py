@@ -182,6 +182,9 @@ class _Core(torch.nn.Module):
 
 # Rows up to which a CPU projection runs as cospec::linear_rows (below).
 LINEAR_ROWS_MAX = 16
+# Rows up to which a compiled CPU projection of bfloat16 weights is inductor's per-row reduction
+# (0: none; measured slower in the forward, see _linear)
+BF16_PER_ROW_MAX = 0
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
@@ -194,10 +197,16 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
     rows; W split over torch's threads from 256 KiB on): a forward bound by reading the weights
     then costs about the same for 1 and for 8 tokens (bench/forward_buckets.py). Inside a
     compiled graph the op is an extern call between inductor's fused kernels. More rows (a
-    prefill) and other devices use `F.linear` (MKL, cuBLAS)."""
+    prefill) and other devices use `F.linear` (MKL, cuBLAS). (BF16_PER_ROW_MAX > 0 sends
+    bfloat16 projections of that many rows inside a compiled graph to inductor's per-row
+    reduction instead: alone on 20 matrices it streams bf16 W faster at one row, 0.95 vs 1.27
+    ms, bench/gemv_speed.py --dtype bfloat16, but in the whole forward it is 1.9x slower at one
+    token, bench/bf16_forward.py; so 0, off.)"""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > LINEAR_ROWS_MAX:
+        return F.linear(x, w, b)
+    if rows <= BF16_PER_ROW_MAX and w.dtype == torch.bfloat16 and torch.compiler.is_compiling():
         return F.linear(x, w, b)
     y = torch.ops.cospec.linear_rows(x.reshape(rows, x.shape[-1]), w, b)  # [rows, out]
     return y.view(*x.shape[:-1], w.shape[0])

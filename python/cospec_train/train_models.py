@@ -112,9 +112,11 @@ def lr_at(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -
 
 
 def train_one(name: str, spec: dict, steps: int, batch_size: int, lr: float, log_every: int = 100,
-              eval_every: int = 0, eval_problems: list[dict] | None = None, attn: str = "eager"):
+              eval_every: int = 0, eval_problems: list[dict] | None = None, attn: str = "eager",
+              amp: bool = False):
     """Train one model per `spec` (see MODEL_SPECS) and return it (eval mode). Every
-    `eval_every` steps (0: never) print greedy accuracy on `eval_problems`."""
+    `eval_every` steps (0: never) print greedy accuracy on `eval_problems`. amp: forward and
+    backward under bfloat16 autocast (weights and optimizer state stay float32)."""
     from transformers import LlamaForCausalLM
 
     seed = spec["seed"]
@@ -139,7 +141,8 @@ def train_one(name: str, spec: dict, steps: int, batch_size: int, lr: float, log
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
         input_ids, attention_mask, labels = collate(data[step * batch_size:(step + 1) * batch_size])
-        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)  # logits [B, T, V]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)  # logits [B, T, V]
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from . import ops
-from .engine.features import FEATURE_NAMES, HIDDEN_INPUTS
+from .. import ops
+from .features import FEATURE_NAMES, HIDDEN_INPUTS
 
 FORMAT_VERSION = 2
 

@@ -1,9 +1,9 @@
-"""Summarize a pytest-benchmark JSON of bench/test_bench_ops.py: per op and shape, the
+"""Summarize a pytest-benchmark JSON of bench/ops/test_bench_ops.py: per op and shape, the
 kernel's median beside the reference's and the floors' (measured in the same run), the
 ratios, and whether each target is met.
 
-    python bench/summary.py [bench/out/bench.json]          # text tables
-    python bench/summary.py --markdown [-o bench/RESULTS.md]  # markdown tables
+    python bench/ops/summary.py [bench/out/bench.json]          # text tables
+    python bench/ops/summary.py --markdown [-o bench/RESULTS.md]  # markdown tables
 
 Targets (2-core CPU, medians):
     logit_stats  read bandwidth >= 50% of the copy's: bytes/t_kernel >= 0.5 * bytes/t_copy
@@ -20,7 +20,7 @@ import sys
 from collections import defaultdict
 from typing import Callable, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: _table
 from _table import (  # noqa: E402
     cli,
     machine_parts,

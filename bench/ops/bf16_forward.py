@@ -1,8 +1,8 @@
 """bfloat16 weights in the compiled native forward: cospec::linear_rows for every projection
 against inductor's per-row reduction at <= 2 rows (engine/native.py BF16_PER_ROW_MAX), the
-choice bench/gemv_speed.py --dtype bfloat16 favours at one row on its own.
+choice bench/ops/gemv_speed.py --dtype bfloat16 favours at one row on its own.
 
-    python bench/bf16_forward.py [--calls 30] [--threads 2]
+    python bench/ops/bf16_forward.py [--calls 30] [--threads 2]
 
 Two copies of a random L8 d512 Llama (43 MB of bf16 weights), one compiled under each
 setting, batch 1, 40 cached tokens; per token count (1, 2, 5) the median ms of `calls`

@@ -1,17 +1,21 @@
 """Speed of spd over target-only with the demo's trained pair, by batch size.
 
-    python bench/task_pair_speed.py [--n 64] [--threads 2]
+    python bench/task/task_pair_speed.py [--n 64] [--threads 2]
 64 validation problems of the embedded task, greedy; for each batch size the tokens/s of
 decode(mode="target") and of decode(mode="spd") with a few trees, measured in the same run.
 """
 
 import argparse
+import os
+import sys
 
 import torch
 from cospec_ext.task.arith import generate
 from cospec_ext.task.evaluate import run_method
 from cospec_ext.task.tasks import ArithTask
-from compile_speed import demo_pair
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "decode"))
+from compile_speed import demo_pair  # noqa: E402  (bench/decode/compile_speed.py)
 
 
 def main() -> None:

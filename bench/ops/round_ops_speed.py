@@ -1,6 +1,6 @@
 """The engine's two bookkeeping kernels against the eager torch code they replaced, on the CPU.
 
-    python bench/round_ops_speed.py [--repeats 7] [--threads 2]
+    python bench/ops/round_ops_speed.py [--repeats 7] [--threads 2]
 
 commit_tokens (append a round's accepted tokens + next token, cut at EOS and the limit,
 advance the lengths) vs the former `SpecEngine._commit` composition (gather, cat, scatter,
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
 from _trees import ancestors, make_tree_inputs  # noqa: E402
 from cospec_ext import reference  # noqa: E402
 

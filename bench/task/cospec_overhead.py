@@ -1,6 +1,6 @@
 """CoSpec's own cost per round against SPD's, on the embedded task (2 CPU cores).
 
-    python bench/cospec_overhead.py [--n 40] [--repeats 4] [--batch 8]
+    python bench/task/cospec_overhead.py [--n 40] [--repeats 4] [--batch 8]
 
 Runs decode(mode="spd") and decode(mode="cospec") with the shipped arbiter at threshold 1
 (it never accepts, so both make the same rounds and emit the same tokens: any difference
@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM
 
-    from cospec_ext.arbiter import Arbiter
+    from cospec_ext.engine import Arbiter
     from cospec_ext.engine import draft as draft_mod
     from cospec_ext.engine import loop, runner
     from cospec_ext.task.evaluate import run_method

@@ -1,7 +1,7 @@
 """The engine's own time per verification round (everything but model forwards), eager and
 compiled, on the shipped demo pair at batch 1.
 
-    python bench/engine_overhead.py [--n 16] [--repeats 5] [--threads 2]
+    python bench/decode/engine_overhead.py [--n 16] [--repeats 5] [--threads 2]
 
 Runs SpecEngine directly (decode's setup) over held-out problems, greedy; per call
 (wall - target forward s - draft forward s) / rounds; a forward's time includes the native

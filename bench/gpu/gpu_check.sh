@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # GPU check of the cospec CUDA kernels, on a machine with an NVIDIA GPU, from a fresh clone:
 # build (editable, against the installed torch), run the test suite with CUDA visible (the
-# tests parametrized over devices then run their CUDA half too), bench/gpu_check.py
+# tests parametrized over devices then run their CUDA half too), bench/gpu/gpu_check.py
 # (correctness against the CPU kernels, a non-default device and a side stream, > 2^31
 # elements, then the timing table), compute-sanitizer memcheck, racecheck and initcheck
-# on the small cases, and an end-to-end decode run (bench/gpu_decode.py: spd == generate
+# on the small cases, and an end-to-end decode run (bench/gpu/gpu_decode.py: spd == generate
 # in float32 on the device; tokens/s).
-#   bash bench/gpu_check.sh            # PYTHON=... to pick the interpreter (default: .venv, python3)
-#   COSPEC_GPU_STUB=1 bash bench/gpu_check.sh   # dry run on a machine without a GPU: CUDA stubbed
-#       on the CPU (bench/_gpu_stub.py: "cuda" tensors are CPU tensors, the CPU kernels answer),
+#   bash bench/gpu/gpu_check.sh            # PYTHON=... to pick the interpreter (default: .venv, python3)
+#   COSPEC_GPU_STUB=1 bash bench/gpu/gpu_check.sh   # dry run on a machine without a GPU: CUDA stubbed
+#       on the CPU (bench/gpu/_gpu_stub.py: "cuda" tensors are CPU tensors, the CPU kernels answer),
 #       no build, the issue-23 test files only, shrunk large cases, sanitizers skipped, decode
 #       on the CPU at a tiny size: proves the harness runs end to end, checks no CUDA kernel.
 # Knobs: TORCH_CUDA_ARCH_LIST (default: the GPU's own arch), MAX_JOBS, SKIP_BUILD=1.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
@@ -21,7 +21,7 @@ fi
 STUB="${COSPEC_GPU_STUB:-0}"
 RUN=("$PYTHON")
 if [[ "$STUB" == "1" ]]; then
-  RUN=("$PYTHON" bench/_gpu_stub.py)
+  RUN=("$PYTHON" bench/gpu/_gpu_stub.py)
   SKIP_BUILD=1
   echo "== CUDA STUBBED (COSPEC_GPU_STUB=1): a dry run on the CPU; no CUDA kernel is checked"
 fi
@@ -65,7 +65,7 @@ lap pytest $t
 
 echo "== correctness + timing"
 t=$SECONDS
-"${RUN[@]}" bench/gpu_check.py || status=1
+"${RUN[@]}" bench/gpu/gpu_check.py || status=1
 lap gpu_check.py $t
 
 SAN="$(command -v compute-sanitizer || true)"
@@ -77,15 +77,15 @@ fi
 t=$SECONDS
 if [[ "$STUB" == "1" ]]; then
   echo "== compute-sanitizer: skipped (CUDA stubbed); the --small pass without it:"
-  "${RUN[@]}" bench/gpu_check.py --small | tail -n 2 || status=1
+  "${RUN[@]}" bench/gpu/gpu_check.py --small | tail -n 2 || status=1
 elif [[ -n "$SAN" ]]; then
   for tool in memcheck racecheck initcheck; do
-    echo "== compute-sanitizer --tool $tool (python bench/gpu_check.py --small)"
+    echo "== compute-sanitizer --tool $tool (python bench/gpu/gpu_check.py --small)"
     log="$(mktemp)"
     # No caching allocator: every tensor is its own cudaMalloc, so memcheck sees any
     # access past an allocation (inside a cached segment it would go unnoticed).
     if PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool "$tool" --error-exitcode 99 \
-        "$PYTHON" bench/gpu_check.py --small >"$log" 2>&1; then
+        "$PYTHON" bench/gpu/gpu_check.py --small >"$log" 2>&1; then
       rc=0
     else
       rc=$?
@@ -104,12 +104,12 @@ fi
 lap sanitizers $t
 t=$SECONDS
 if [[ "$STUB" == "1" ]]; then
-  echo "== end-to-end decode on the CPU, tiny models (CUDA stubbed: bench/gpu_decode.py --device cpu)"
-  "$PYTHON" bench/gpu_decode.py --device cpu --dtype float32 --layers 2 --hidden 64 --vocab 256 --new 8 \
+  echo "== end-to-end decode on the CPU, tiny models (CUDA stubbed: bench/gpu/gpu_decode.py --device cpu)"
+  "$PYTHON" bench/gpu/gpu_decode.py --device cpu --dtype float32 --layers 2 --hidden 64 --vocab 256 --new 8 \
     --reps 1 || status=1
 else
-  echo "== end-to-end decode (bench/gpu_decode.py: spd == generate on the GPU, tokens/s table)"
-  "$PYTHON" bench/gpu_decode.py --reps 2 || status=1
+  echo "== end-to-end decode (bench/gpu/gpu_decode.py: spd == generate on the GPU, tokens/s table)"
+  "$PYTHON" bench/gpu/gpu_decode.py --reps 2 || status=1
 fi
 lap decode $t
 if [[ $((SECONDS - start)) -gt 480 ]]; then

@@ -2,7 +2,7 @@
 against a one-token step, for models from 0.3 MiB to 300 MB of weights (the adaptive depth
 measures the same per depth inside decode).
 
-    python bench/forward_buckets.py [--calls 20] [--threads 2] [--models L2d64,L8d384,...]
+    python bench/ops/forward_buckets.py [--calls 20] [--threads 2] [--models L2d64,L8d384,...]
 
 Random Llama models (vocab 100, head_dim 64, kv heads = heads / 3), batch 1, 40 cached tokens;
 query counts pad to the forward's buckets (n up to 6, then 8, 16). Per model and count: median
@@ -10,7 +10,7 @@ ms of `calls` interleaved rounds (one call per count each) after 3 warm-up calls
 (graphs compile on first use, outside the timing), the
 weight bytes read per forward over the time (GB/s), GFLOP/s (2 x matrix parameters x tokens
 / time) and the ratio to one token; the copy bandwidth of the same run is printed first
-(bench/gemv_speed.py `bandwidth`: 2 x bytes of `dst.copy_(src)` over 512 MB / time).
+(bench/ops/gemv_speed.py `bandwidth`: 2 x bytes of `dst.copy_(src)` over 512 MB / time).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Summarize a pytest-benchmark JSON of bench/test_bench_decode.py: end-to-end decoding
+"""Summarize a pytest-benchmark JSON of bench/decode/test_bench_decode.py: end-to-end decoding
 throughput of cospec_ext.decode beside transformers generate() and assisted generation,
 each a median (or min) of the same run, with the ratios computed from those medians.
 
-    pytest bench/test_bench_decode.py --benchmark-json=bench/out/decode.json
-    python bench/decode_summary.py [bench/out/decode.json]            # text tables
-    python bench/decode_summary.py --markdown [-o FILE] [JSON]        # markdown tables
+    pytest bench/decode/test_bench_decode.py --benchmark-json=bench/out/decode.json
+    python bench/decode/decode_summary.py [bench/out/decode.json]            # text tables
+    python bench/decode/decode_summary.py --markdown [-o FILE] [JSON]        # markdown tables
 
 Targets (2-core CPU; tokens/s = B * 64 new tokens / median seconds):
     decode(mode="target")            >= 0.9x generate()'s tokens/s (within 10%)
@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: _table
 from _table import (  # noqa: E402
     cli,
     machine_parts,
@@ -197,7 +197,7 @@ def render(data, runs, markdown: bool, stat: str = "median") -> str:
 
 
 def main(argv=None) -> int:
-    return cli(__doc__, "bench/out/decode.json", load, render, build_tables, "no decode benchmarks found (run bench/test_bench_decode.py)", argv)
+    return cli(__doc__, "bench/out/decode.json", load, render, build_tables, "no decode benchmarks found (run bench/decode/test_bench_decode.py)", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Helpers of bench/gpu_check.py: random inputs, comparisons, allocator poisoning, timing."""
+"""Helpers of bench/gpu/gpu_check.py: random inputs, comparisons, allocator poisoning, timing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import statistics
 import torch
 
 FAILS: list[str] = []
-STUB = os.environ.get("COSPEC_GPU_STUB") == "1"  # CUDA stubbed on the CPU (bench/_gpu_stub.py)
+STUB = os.environ.get("COSPEC_GPU_STUB") == "1"  # CUDA stubbed on the CPU (bench/gpu/_gpu_stub.py)
 
 
 def report(name: str, problem: str | None, note: str = "") -> None:

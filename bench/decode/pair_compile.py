@@ -1,11 +1,11 @@
-"""The issue-3 bench pair (bench/test_bench_decode.py's 8-layer random target, its first-2-layers
+"""The issue-3 bench pair (bench/decode/test_bench_decode.py's 8-layer random target, its first-2-layers
 draft and an independent useless draft), compiled vs eager, beside generate() and transformers'
 assisted generation.
 
-    python bench/pair_compile.py [--repeats 5] [--batches 1,4] [--threads 2] [--sets 6] [--prompt-seed 0]
+    python bench/decode/pair_compile.py [--repeats 5] [--batches 1,4] [--threads 2] [--sets 6] [--prompt-seed 0]
 
 Greedy, no EOS, 64 new tokens from 32-token prompts (--sets prompt sets per batch size, 6). Warm-up
-pass, then `repeats` interleaved timed passes (bench/compile_speed.py); every method's tokens
+pass, then `repeats` interleaved timed passes (bench/decode/compile_speed.py); every method's tokens
 are checked equal to generate()'s. Printed per batch: tokens/s and x generate() (medians);
 then the ratios the goals name, per pass: spd (compiled) / assisted generation (batch 1), and
 spd with the useless draft / target-only, eager and compiled (the minimum over passes too:

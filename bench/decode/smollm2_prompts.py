@@ -1,8 +1,8 @@
 """`decode(compile=True)` as a chat user meets it: one warm-up call, then prompts of lengths it
-has not seen. SmolLM2-135M-Instruct (bench/smollm2_speed.py's model), compiled target-only
+has not seen. SmolLM2-135M-Instruct (bench/decode/smollm2_speed.py's model), compiled target-only
 against transformers' generate(), batch 1, greedy, 48 new tokens.
 
-    python bench/smollm2_prompts.py [--passes 3] [--threads 2]
+    python bench/decode/smollm2_prompts.py [--passes 3] [--threads 2]
 
 The warm-up is one call on one short prompt; its wall time and compile time are printed.
 Then twelve prompts of 8 to ~200 tokens (four plain texts, eight chat-formatted questions of

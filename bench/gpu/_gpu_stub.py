@@ -1,9 +1,9 @@
-"""Runs a GPU-check script on the CPU with CUDA stubbed: a dry run of bench/gpu_check.sh on a
-machine without a GPU (COSPEC_GPU_STUB=1 bash bench/gpu_check.sh), so that every case runs
+"""Runs a GPU-check script on the CPU with CUDA stubbed: a dry run of bench/gpu/gpu_check.sh on a
+machine without a GPU (COSPEC_GPU_STUB=1 bash bench/gpu/gpu_check.sh), so that every case runs
 end to end (shapes, comparisons, reports) before a GPU is ever lent.
 
-    python bench/_gpu_stub.py SCRIPT [ARGS...]
-    python bench/_gpu_stub.py -m MODULE [ARGS...]      # e.g. -m pytest tests/test_special_rows.py
+    python bench/gpu/_gpu_stub.py SCRIPT [ARGS...]
+    python bench/gpu/_gpu_stub.py -m MODULE [ARGS...]      # e.g. -m pytest tests/test_special_rows.py
 
 "cuda" tensors are CPU tensors: device="cuda[:k]" arguments become "cpu", Tensor.cuda() and
 .to("cuda...") copy, torch.cuda's queries and streams are no-ops, events time with
@@ -84,7 +84,7 @@ def install() -> None:
     c.is_available = lambda: True
     c.device_count = lambda: 1
     c.current_device = lambda: 0
-    c.get_device_name = lambda *a: "CPU (CUDA stubbed: bench/_gpu_stub.py)"
+    c.get_device_name = lambda *a: "CPU (CUDA stubbed: bench/gpu/_gpu_stub.py)"
     c.get_device_capability = lambda *a: (9, 0)
     for name in ("synchronize", "empty_cache", "set_device", "_sleep", "reset_peak_memory_stats"):
         setattr(c, name, lambda *a, **k: None)
@@ -106,7 +106,7 @@ def main() -> int:
         return 2
     install()
     try:
-        if sys.argv[1] == "-m":  # python bench/_gpu_stub.py -m pytest ...
+        if sys.argv[1] == "-m":  # python bench/gpu/_gpu_stub.py -m pytest ...
             module = sys.argv[2]
             sys.argv = [module] + sys.argv[3:]
             runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -1,6 +1,6 @@
 """Arbiter ablation on validation data: which features, and which training stages, help.
 
-    python bench/arbiter_ablation.py [--out runs/arbiter] [--json bench/out/ablation.json]
+    python bench/task/arbiter_ablation.py [--out runs/arbiter] [--json bench/out/ablation.json]
 
 Every variant is trained on the same train-split data and judged on validation problems
 only (test data is never touched here). For each: the threshold is chosen on validation
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 
 from cospec_ext.engine.features import FEATURE_NAMES, PARENT_FEATURES  # noqa: E402
 from cospec_ext.task import validation  # noqa: E402

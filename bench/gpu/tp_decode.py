@@ -1,9 +1,9 @@
 """Decode speed with a tensor-parallel target: run under torchrun, one process per rank.
 
-    python -m torch.distributed.run --nproc-per-node 2 bench/tp_decode.py [--device cpu|cuda]
-    python bench/tp_decode.py                      # TP 1 (one process), the baseline
+    python -m torch.distributed.run --nproc-per-node 2 bench/gpu/tp_decode.py [--device cpu|cuda]
+    python bench/gpu/tp_decode.py                      # TP 1 (one process), the baseline
 
-A random-init Llama target (bench/gpu_decode.py's; default 4 layers, hidden 512: 8 heads /
+A random-init Llama target (bench/gpu/gpu_decode.py's; default 4 layers, hidden 512: 8 heads /
 2 K/V heads, vocab 2000) and its first layer as the draft, saved to a temporary directory by rank 0 and loaded with
 transformers' tp_plan="auto" when there are several ranks. Times decode(mode="target") and
 decode(mode="spd") on the same left-padded batch (medians of --reps interleaved calls) and
@@ -26,7 +26,7 @@ import transformers
 
 import cospec_ext
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 from cospec_train.rl import tp_kwargs  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

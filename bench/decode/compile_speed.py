@@ -1,7 +1,7 @@
 """Compiled vs eager decoding on the shipped demo pair (or SmolLM2 with --smollm2), beside
 transformers' generate(), at batch 1 and 8.
 
-    python bench/compile_speed.py [--n 32] [--repeats 5] [--batches 1,8] [--threads 2]
+    python bench/decode/compile_speed.py [--n 32] [--repeats 5] [--batches 1,8] [--threads 2]
 
 Held-out arithmetic prompts (validation split, --seed, default 5), greedy, max_new_tokens 64. Every
 method first runs once over every batch (compiling its graphs: not timed); then `repeats`

@@ -1,7 +1,7 @@
 """Projections over a handful of rows on the CPU: which path reads the weights once at the
 memory bandwidth (engine/native.py `_linear` uses the winner, cospec::linear_rows).
 
-    python bench/gemv_speed.py [--mats 20] [--repeats 7] [--threads 2] [--rows 1,2,4,5,8,16]
+    python bench/ops/gemv_speed.py [--mats 20] [--repeats 7] [--threads 2] [--rows 1,2,4,5,8,16]
                                [--autotune] [--dtype float32|bfloat16]
 
 y = x @ W^T summed over `mats` [1536, 576] weights (SmolLM2's MLP shape; 20 float32 = 71 MB,

@@ -2,7 +2,8 @@
 #   make test    venv + pinned deps + build (CPU and, with nvcc, CUDA kernels) + pytest + ctest, and
 #                ctest again with the CPU kernels under ASan + UBSan (make sanitize)
 #   make bench   microbenchmarks (pytest-benchmark) and a summary table; compiled vs eager decoding
-#                on the demo pair and on SmolLM2-135M-Instruct (installs requirements-bench.txt)
+#                on the demo pair and on SmolLM2-135M-Instruct (installs requirements-bench.txt);
+#                bench/out/RESULTS.md is bench/RESULTS.md with its generated tables refreshed
 #   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
 #   make arbiter retrain the shipped arbiter from scratch (`cospec train --stage all`: labels, imitation,
 #                RL, validation; ~12 min on 2 cores)
@@ -64,19 +65,19 @@ $(BENCH_STAMP): requirements-bench.txt $(DEPS_STAMP)
 bench: build $(BENCH_STAMP)
 	mkdir -p bench/out
 	$(VPY) -m pytest bench -q --benchmark-quiet --benchmark-json=bench/out/bench.json
-	$(VPY) bench/summary.py bench/out/bench.json
-	$(VPY) bench/summary.py --markdown -o bench/out/RESULTS.md bench/out/bench.json
-	$(VPY) bench/decode_summary.py bench/out/bench.json
-	$(VPY) bench/decode_summary.py --markdown -o bench/out/RESULTS_decode.md bench/out/bench.json
-	$(VPY) bench/compile_speed.py --repeats 5 | tee bench/out/compile_speed.txt
-	$(VPY) bench/pair_compile.py --repeats 5 | tee bench/out/pair_compile.txt
-	$(VPY) bench/engine_overhead.py | tee bench/out/engine_overhead.txt
-	$(VPY) bench/round_ops_speed.py | tee bench/out/round_ops_speed.txt
-	$(VPY) bench/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
-	$(VPY) bench/gemv_speed.py | tee bench/out/gemv_speed.txt
-	$(VPY) bench/forward_buckets.py | tee bench/out/forward_buckets.txt
-	$(VPY) bench/smollm2_prompts.py | tee bench/out/smollm2_prompts.txt
-	$(VPY) bench/bf16_forward.py | tee bench/out/bf16_forward.txt
+	$(VPY) bench/ops/summary.py bench/out/bench.json
+	$(VPY) bench/decode/decode_summary.py bench/out/bench.json
+	$(VPY) bench/decode/decode_summary.py --markdown -o bench/out/RESULTS_decode.md bench/out/bench.json
+	$(VPY) bench/results_tables.py --allow-quick -o bench/out/RESULTS.md bench/out/bench.json
+	$(VPY) bench/decode/compile_speed.py --repeats 5 | tee bench/out/compile_speed.txt
+	$(VPY) bench/decode/pair_compile.py --repeats 5 | tee bench/out/pair_compile.txt
+	$(VPY) bench/decode/engine_overhead.py | tee bench/out/engine_overhead.txt
+	$(VPY) bench/ops/round_ops_speed.py | tee bench/out/round_ops_speed.txt
+	$(VPY) bench/decode/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
+	$(VPY) bench/ops/gemv_speed.py | tee bench/out/gemv_speed.txt
+	$(VPY) bench/ops/forward_buckets.py | tee bench/out/forward_buckets.txt
+	$(VPY) bench/decode/smollm2_prompts.py | tee bench/out/smollm2_prompts.txt
+	$(VPY) bench/ops/bf16_forward.py | tee bench/out/bf16_forward.txt
 
 demo: build
 	$(VPY) -m cospec_ext.cli demo --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png

@@ -114,6 +114,11 @@ setup(
     extras_require={"flash": ["flash-attn"], "plot": ["matplotlib"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension},
-    entry_points={"console_scripts": ["cospec=cospec_ext.cli:main"]},
+    entry_points={
+        "console_scripts": ["cospec=cospec_ext.cli:main"],
+        # `cospec train` and `cospec task train-models`, served by cospec_train (cospec_ext/cli.py)
+        "cospec.commands": ["train = cospec_train.cli:main",
+                            "task-train-models = cospec_train.train_models:main"],
+    },
     zip_safe=False,
 )

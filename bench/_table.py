@@ -1,4 +1,4 @@
-"""Formatting and the command line shared by bench/summary.py (ops) and bench/decode_summary.py."""
+"""Formatting and the command line shared by bench/ops/summary.py (ops) and bench/decode/decode_summary.py."""
 
 from __future__ import annotations
 

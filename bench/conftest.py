@@ -30,7 +30,7 @@ def pytest_configure(config):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Recorded in the JSON's machine_info; bench/summary.py prints it above the tables."""
+    """Recorded in the JSON's machine_info; bench/ops/summary.py prints it above the tables."""
     machine_info["torch"] = torch.__version__
     machine_info["torch_threads"] = torch.get_num_threads()
     machine_info["cospec_quick"] = os.environ.get("COSPEC_BENCH_QUICK", "0") == "1"

@@ -10,7 +10,7 @@ from . import _C  # noqa: F401  (registers torch.ops.cospec.*)
 from . import ops, reference
 from .ops import LogitStats, VerifyOutput, arbiter_score, kv_rollback, logit_stats, verify_tree
 from .engine import DecodeOutput, TreeSpec, decode
-from .arbiter import Arbiter
+from .engine import Arbiter
 
 __version__ = "0.1.0"
 BUILT_WITH_CUDA: bool = bool(_C.with_cuda)

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Callable
 
 
-def _train_pkg():
+# Commands served by the training package (python/cospec_train, installed beside cospec_ext),
+# named as "module:function" and imported only when run, so importing cospec_ext never needs it.
+# An installed package may add or replace one through the `cospec.commands` entry-point group
+# (setup.py registers these two there); the table is the fallback for a source checkout.
+PLUGIN_COMMANDS = {
+    "train": "cospec_train.cli:main",
+    "task-train-models": "cospec_train.train_models:main",
+}
+
+
+def _plugin(name: str) -> Callable[[list[str]], int]:
+    """The `main(argv)` of the plugin command `name`: its entry point, else PLUGIN_COMMANDS."""
+    from importlib.metadata import entry_points
+
+    found = [ep.value for ep in entry_points(group="cospec.commands") if ep.name == name]
+    target = found[0] if found else PLUGIN_COMMANDS[name]
+    module, func = target.split(":")
     try:
-        import cospec_train  # noqa: F401  (python/cospec_train, installed with the package)
+        mod = importlib.import_module(module)
     except ImportError as e:  # pragma: no cover - a broken install
-        raise SystemExit(f"cospec: the training package `cospec_train` is not importable ({e}); "
+        raise SystemExit(f"cospec: `{module}` (the `{name}` command) is not importable ({e}); "
                          "reinstall with `pip install --no-build-isolation -e .`")
+    return getattr(mod, func)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,15 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     task = sub.add_parser("task", help="the embedded task's tools: train-models")
     task.add_argument("action", choices=["train-models"])
     if argv[:1] == ["train"]:
-        _train_pkg()
-        from cospec_train.cli import main as train_main
-
-        return train_main(argv[1:])
+        return _plugin("train")(argv[1:])
     if argv[:2] == ["task", "train-models"]:
-        _train_pkg()
-        from cospec_train.train_models import main as models_main
-
-        return models_main(argv[2:])
+        return _plugin("task-train-models")(argv[2:])
     if argv[:1] == ["demo"]:
         if "--ops" in argv:
             from .demo import main as ops_demo

@@ -67,7 +67,7 @@ def run(args) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from . import decode
-    from .arbiter import Arbiter
+    from .engine import Arbiter
 
     if args.mode != "target" and not args.draft:
         return _error(f"--mode {args.mode} needs --draft")

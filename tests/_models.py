@@ -67,7 +67,7 @@ def save_task_models(root, arbiter: bool = False):
         transformers.LlamaForCausalLM(cfg).save_pretrained(root / name)
         tok.save_pretrained(root / name)
     if arbiter:
-        from cospec_ext.arbiter import Arbiter
+        from cospec_ext.engine import Arbiter
 
         torch.manual_seed(2)
         Arbiter(hidden=(8,)).save(root / "arbiter")

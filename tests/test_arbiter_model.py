@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cospec_ext
-from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
 from _models import EOS, PAD, prompts, tiny
 

@@ -10,7 +10,7 @@ import torch
 
 import cospec_ext
 from cospec_ext import ops
-from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import Arbiter
 from cospec_ext.engine.features import CANDIDATE_FEATURES, FEATURE_NAMES, PARENT_FEATURES
 from _models import EOS, PAD, prompts, tiny
 from _trees import make_tree_inputs

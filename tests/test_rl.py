@@ -101,7 +101,7 @@ def test_gsm8k_task_trains_from_a_jsonl_file(model_dirs, tmp_path):
 def test_rl_from_an_init_arbiter_with_counterfactual_credit(model_dirs, tmp_path):
     """--stage rl --init: starts from the saved arbiter (its columns, hidden inputs and
     normalisation), moves it, and repeats exactly; counterfactual credit runs too."""
-    from cospec_ext.arbiter import Arbiter
+    from cospec_ext.engine import Arbiter
 
     torch.manual_seed(5)
     init = Arbiter(FEATURE_NAMES[:15], hidden=(8,), hidden_sizes=(32, 32), proj_dim=3,

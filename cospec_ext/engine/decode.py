@@ -11,6 +11,7 @@ import torch
 
 from .. import ops
 from .adapter import HFAdapter, as_adapter
+from .arbiter import Arbiter
 from .features import FEATURE_NAMES, check_arbiter, hidden_inputs_of, hidden_widths
 from .loop import SpecEngine
 from .native import NativeAdapter, unsupported_reason
@@ -219,8 +220,6 @@ def decode(target, draft=None, input_ids=None, attention_mask=None, *, mode: str
         if arbiter is None:
             raise ValueError('mode="cospec" needs an `arbiter` (an object or the path of a saved one)')
         if isinstance(arbiter, str) or hasattr(arbiter, "__fspath__"):
-            from ..arbiter import Arbiter
-
             arbiter = Arbiter.load(arbiter)
         arb_cols = check_arbiter(arbiter)
         if threshold is None:

@@ -53,7 +53,7 @@ def query_bucket(n: int) -> int:
     """The padded query count of a forward over n tokens: n itself up to 6, then 8, then
     multiples of 8. On the CPU a projection over M rows streams W once but costs M FMAs per
     weight, which two cores do not fully hide behind the memory stream: a forward over 8
-    tokens costs 1.1-1.2x one over 5 (bench/forward_buckets.py), so a 5-node tree is not
+    tokens costs 1.1-1.2x one over 5 (bench/ops/forward_buckets.py), so a 5-node tree is not
     padded to 8."""
     if n <= 6:
         return n
@@ -195,13 +195,13 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
     On the CPU with at most LINEAR_ROWS_MAX rows (decode steps, draft levels, verification
     trees) through `cospec::linear_rows`, which reads W once for all rows (register tiles over
     rows; W split over torch's threads from 256 KiB on): a forward bound by reading the weights
-    then costs about the same for 1 and for 8 tokens (bench/forward_buckets.py). Inside a
+    then costs about the same for 1 and for 8 tokens (bench/ops/forward_buckets.py). Inside a
     compiled graph the op is an extern call between inductor's fused kernels. More rows (a
     prefill) and other devices use `F.linear` (MKL, cuBLAS). (BF16_PER_ROW_MAX > 0 sends
     bfloat16 projections of that many rows inside a compiled graph to inductor's per-row
     reduction instead: alone on 20 matrices it streams bf16 W faster at one row, 0.95 vs 1.27
-    ms, bench/gemv_speed.py --dtype bfloat16, but in the whole forward it is 1.9x slower at one
-    token, bench/bf16_forward.py; so 0, off.)"""
+    ms, bench/ops/gemv_speed.py --dtype bfloat16, but in the whole forward it is 1.9x slower at one
+    token, bench/ops/bf16_forward.py; so 0, off.)"""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > LINEAR_ROWS_MAX:

@@ -37,7 +37,7 @@ from .evaluate import run_method
 def _load(args, task_dirs):
     from transformers import AutoModelForCausalLM
 
-    from ..arbiter import Arbiter
+    from ..engine import Arbiter
 
     for d in task_dirs:
         if not os.path.isdir(d):

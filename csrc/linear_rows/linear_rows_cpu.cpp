@@ -19,7 +19,7 @@ using at::Tensor;
 
 // Weight bytes from which the W rows are split over torch's threads: below, a matrix is
 // read in a few microseconds and a parallel region's fork/join would cost as much
-// (bench/gemv_speed.py, bench/forward_buckets.py).
+// (bench/ops/gemv_speed.py, bench/ops/forward_buckets.py).
 constexpr int64_t kParallelBytes = int64_t{256} << 10;
 
 template <typename T>

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import Arbiter
 from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS
 
 from .mine import policy_proba, select_hidden

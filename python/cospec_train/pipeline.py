@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import Arbiter
 from cospec_ext.engine.features import HIDDEN_INPUTS, hidden_widths
 from cospec_ext.task import validation
 

@@ -50,7 +50,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 import cospec_ext
-from cospec_ext.arbiter import Arbiter
+from cospec_ext.engine import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
 from cospec_ext.engine.features import HIDDEN_INPUTS, hidden_widths
 

@@ -121,7 +121,7 @@ def test_under_compile(gen):
     torch.testing.assert_close(got, F.linear(x.relu(), w, b) * 2, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 8, 16])
+@pytest.mark.parametrize("rows", [1, 3, 8, 16, 24, 32, 33])
 def test_native_linear(rows, gen):
     """engine/native.py's _linear on the CPU is linear_rows up to LINEAR_ROWS_MAX rows, F.linear above."""
     from cospec_ext.engine import native

@@ -70,11 +70,9 @@ class DepthController:
         self.decay, self.probe_every, self.max_probe_every = decay, probe_every, max_probe_every
         self.wait = probe_every  # rounds at depth 0 before the next probe
         self.succ, self.trials = 1.0, 2.0  # a weak prior, a = 0.5: two failed rounds stop the drafting
-        self.t_draft: float | None = None  # seconds per draft forward: the smallest of the last SAMPLES
+        # the last SAMPLES timings of a draft forward, and per depth of a round less its draft
+        # forwards (t_draft, t_target: their smallest; noise only adds time)
         self.draft_samples: list[float] = []
-        # depth -> a round's seconds less its draft forwards: the smallest of its last SAMPLES
-        # timings (noise only adds time), and those timings
-        self.t_target: dict[int, float] = {}
         self.samples: dict[int, list[float]] = {}
         # seconds of the draft's catch-up per position skipped while drafting was off (a probe
         # after k idle rounds feeds the draft ~k + 1 positions of every row in one forward):
@@ -85,13 +83,23 @@ class DepthController:
         self._quiet = 0  # idle rounds left before the next full evaluation
 
     @property
+    def t_draft(self) -> float | None:
+        """Seconds per draft forward: the smallest of its last SAMPLES timings (None: untimed)."""
+        return min(self.draft_samples) if self.draft_samples else None
+
+    @property
+    def t_target(self) -> dict[int, float]:
+        """depth -> seconds of a round less its draft forwards: the smallest of its last SAMPLES."""
+        return {d: min(h) for d, h in self.samples.items()}
+
+    @property
     def accept_rate(self) -> float:
         return self.succ / self.trials
 
     @property
     def measured(self) -> bool:
         """Costs come from timings: no given cost, and a draft forward and a round were timed."""
-        return self.fixed_cost is None and bool(self.t_draft) and bool(self.t_target)
+        return self.fixed_cost is None and bool(self.draft_samples) and bool(self.samples)
 
     def round_costs(self) -> list[float]:
         """Cost of a round of each depth 0..max_depth relative to the cheapest verification.
@@ -111,15 +119,15 @@ class DepthController:
         if not self.measured:
             c = 0.2 if self.fixed_cost is None else self.fixed_cost  # given, or a guess before any timing
             return [1 + c * d for d in range(self.max_depth + 1)]
-        up, t = {}, math.inf  # the cheapest round measured at each depth or deeper
-        for d in sorted(self.t_target, reverse=True):
-            t = up[d] = min(t, self.t_target[d])
+        up, t, tt = {}, math.inf, self.t_target  # up: the cheapest round measured at each depth or deeper
+        for d in sorted(tt, reverse=True):
+            t = up[d] = min(t, tt[d])
         unit = out_t = t  # the smallest measured T
-        out = [1.0]
+        out, t_draft = [1.0], self.t_draft
         for d in range(1, self.max_depth + 1):
             if len(self.samples.get(d, ())) >= TRUSTED:  # else as cheap as the depth below it
                 out_t = up[d]
-            out.append((out_t + d * self.t_draft) / unit)
+            out.append((out_t + d * t_draft) / unit)
         return out
 
     def probe_wait(self, costs: list[float]) -> int:
@@ -132,8 +140,8 @@ class DepthController:
         near c per round."""
         base = (costs[1] - costs[0]) / costs[0]
         c = 0.0
-        if self.fixed_cost is None and self.t_catch and self.t_target:
-            c = self.t_catch / (min(self.t_target.values()) * costs[0])
+        if self.fixed_cost is None and self.t_catch and self.samples:
+            c = self.t_catch / (min(map(min, self.samples.values())) * costs[0])
         if c >= PROBE_BUDGET:
             return LONG_WAIT_FACTOR * self.max_probe_every
         return math.ceil(base / (PROBE_BUDGET - c) - 1e-9)
@@ -153,7 +161,7 @@ class DepthController:
             val = (1 - a ** (d + 1)) / (1 - a) / costs[d]
             if val > best_val * 1.0001:
                 best, best_val = d, val
-        if best and self.measured and 0 not in self.t_target:
+        if best and self.measured and 0 not in self.samples:
             # one plain step measures T(0): until then it is taken as the smallest measured T, an
             # upper bound, under which drafting looks cheaper than it may be (on a host where the
             # demo pair's drafting did not pay, every depth drafted and lost ~7% to target-only)
@@ -194,14 +202,9 @@ class DepthController:
         (draft_s None in a round without drafting); round_draft_s: all the draft's seconds in
         the round (a probe's are its cost)."""
         if draft_s:
-            self.draft_samples.append(draft_s)
-            del self.draft_samples[:-SAMPLES]
-            self.t_draft = min(self.draft_samples)
+            _push(self.draft_samples, draft_s)
         if target_s:
-            hist = self.samples.setdefault(depth, [])
-            hist.append(target_s)
-            del hist[:-SAMPLES]
-            self.t_target[depth] = min(hist)
+            _push(self.samples.setdefault(depth, []), target_s)
         if self._probing > 1 and round_draft_s:
             self.t_catch = _ema(self.t_catch, round_draft_s / self._probing)
 
@@ -213,9 +216,9 @@ class DepthController:
 
     def state(self) -> dict:
         """What a later call with the same models may start from (`restore`)."""
-        return {"succ": self.succ, "trials": self.trials, "t_draft": self.t_draft, "t_target": dict(self.t_target),
-                "samples": {d: list(h) for d, h in self.samples.items()}, "draft_samples": list(self.draft_samples),
-                "t_catch": self.t_catch, "idle": self.idle, "wait": self.wait}
+        return {"succ": self.succ, "trials": self.trials, "t_draft": list(self.draft_samples),
+                "t_target": {d: list(h) for d, h in self.samples.items()}, "t_catch": self.t_catch,
+                "idle": self.idle, "wait": self.wait}
 
     def restore(self, st: dict) -> None:
         """Starts from an earlier call's state: its timings as they were (properties of the models
@@ -226,9 +229,9 @@ class DepthController:
         where it stopped: idle rounds count across calls, so calls shorter than the wait still
         probe within the budget (when each call restarted the count, a draft off at the end of
         one call of ~40 rounds was never probed again by calls of that length)."""
-        self.t_draft, self.t_target, self.t_catch = st["t_draft"], dict(st["t_target"]), st["t_catch"]
-        self.draft_samples = list(st.get("draft_samples", [self.t_draft] if self.t_draft else []))
-        self.samples = {d: list(h) for d, h in st.get("samples", {d: [t] for d, t in self.t_target.items()}).items()}
+        self.draft_samples = _timings(st["t_draft"])
+        self.samples = {d: _timings(h) for d, h in st["t_target"].items()}
+        self.t_catch = st["t_catch"]
         self.succ, self.trials = 0.5 * (st["succ"] + 1.0), 0.5 * (st["trials"] + 2.0)
         self.idle, self.wait = st.get("idle", 0), st.get("wait", self.probe_every)
         self._quiet = 0  # a call evaluates its first round
@@ -279,6 +282,19 @@ def forget(draft=None) -> None:
     """Clears what the adaptive depth remembers between calls, for every pair or only for pairs
     with this draft model (their next call starts cold)."""
     MEMORY.clear(draft)
+
+
+def _push(hist: list[float], x: float) -> None:
+    """Appends a timing, keeping the last SAMPLES."""
+    hist.append(x)
+    del hist[:-SAMPLES]
+
+
+def _timings(v) -> list[float]:
+    """A state's timings (a list, or one number: a state written by hand) as a list."""
+    if v is None:
+        return []
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)]
 
 
 def _ema(old: float | None, x: float) -> float:

@@ -1,6 +1,7 @@
 """bfloat16 weights in the compiled native forward: cospec::linear_rows for every projection
-against inductor's per-row reduction at <= 2 rows (engine/native.py BF16_PER_ROW_MAX), the
-choice bench/ops/gemv_speed.py --dtype bfloat16 favours at one row on its own.
+(engine/native.py `_linear`) against inductor's per-row reduction at <= 2 rows (`F.linear`
+there, swapped in while tracing), the choice bench/ops/gemv_speed.py --dtype bfloat16 favours
+at one row on its own.
 
     python bench/ops/bf16_forward.py [--calls 30] [--threads 2]
 
@@ -16,6 +17,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 import cospec_ext.engine.native as nat
 from cospec_ext.engine.adapter import as_adapter
@@ -25,12 +27,27 @@ from forward_buckets import llama
 COUNTS, PAST, S = (1, 2, 5), 40, 256
 
 
+def per_row_linear(per_row_max: int):
+    """engine/native.py's `_linear`, but bf16 projections of <= per_row_max rows as `F.linear`
+    (inductor's per-row reduction inside a graph)."""
+    own = nat._linear
+
+    def linear(x, lin):
+        rows = x.numel() // x.shape[-1]
+        if rows <= per_row_max and lin.weight.dtype == torch.bfloat16:
+            return F.linear(x, lin.weight, lin.bias)
+        return own(x, lin)
+
+    return linear
+
+
 def compiled(per_row_max: int, seed: int) -> dict:
-    """{n: a call of the compiled forward over n tokens}, compiled with BF16_PER_ROW_MAX set."""
+    """{n: a call of the compiled forward over n tokens}, traced with bf16 projections of
+    <= per_row_max rows as inductor's per-row reduction (0: linear_rows everywhere)."""
     m = llama(8, 512, 1376, seed).to(torch.bfloat16).requires_grad_(False)
     ad = nat.NativeAdapter(as_adapter(m), compile=True)
     cache = KVCache(ad.num_layers, 1, ad.num_kv_heads, S, ad.head_dim, ad.dtype, ad.device, rows=1)
-    old, nat.BF16_PER_ROW_MAX = nat.BF16_PER_ROW_MAX, per_row_max  # read while tracing
+    old, nat._linear = nat._linear, per_row_linear(per_row_max)  # looked up while tracing
     fns = {"model": m}
     try:
         for n in COUNTS:
@@ -41,7 +58,7 @@ def compiled(per_row_max: int, seed: int) -> dict:
             for _ in range(3):
                 fns[n]()
     finally:
-        nat.BF16_PER_ROW_MAX = old
+        nat._linear = old
     return fns
 
 

@@ -185,9 +185,6 @@ class _Core(torch.nn.Module):
 # rows and 0.88x at 48 (bench/ops/gemv_speed.py --rows 16,24,32,48, 2026-12-07); a 20-token
 # eager prefill of a 48 MiB model: 8.4 ms against 9.9 with 16.
 LINEAR_ROWS_MAX = 32
-# Rows up to which a compiled CPU projection of bfloat16 weights is inductor's per-row reduction
-# (0: none; measured slower in the forward, see _linear)
-BF16_PER_ROW_MAX = 0
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
@@ -200,16 +197,13 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
     rows; W split over torch's threads from 256 KiB on): a forward bound by reading the weights
     then costs about the same for 1 and for 8 tokens (bench/ops/forward_buckets.py). Inside a
     compiled graph the op is an extern call between inductor's fused kernels. More rows (a
-    prefill) and other devices use `F.linear` (MKL, cuBLAS). (BF16_PER_ROW_MAX > 0 sends
-    bfloat16 projections of that many rows inside a compiled graph to inductor's per-row
-    reduction instead: alone on 20 matrices it streams bf16 W faster at one row, 0.95 vs 1.27
-    ms, bench/ops/gemv_speed.py --dtype bfloat16, but in the whole forward it is 1.9x slower at one
-    token, bench/ops/bf16_forward.py; so 0, off.)"""
+    prefill) and other devices use `F.linear` (MKL, cuBLAS). bfloat16 weights too: inductor's
+    per-row reduction streams them faster on bare matrices at one row (0.95 vs 1.27 ms,
+    bench/ops/gemv_speed.py --dtype bfloat16) but is 1.7x slower in the whole forward
+    (bench/ops/bf16_forward.py)."""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > LINEAR_ROWS_MAX:
-        return F.linear(x, w, b)
-    if rows <= BF16_PER_ROW_MAX and w.dtype == torch.bfloat16 and torch.compiler.is_compiling():
         return F.linear(x, w, b)
     y = torch.ops.cospec.linear_rows(x.reshape(rows, x.shape[-1]), w, b)  # [rows, out]
     return y.view(*x.shape[:-1], w.shape[0])

@@ -86,9 +86,9 @@ GENERATE_DEFAULTS = {"top_k": 50, "top_p": 1.0, "min_p": None}
 def resolve(model, temperature: float, top_k, top_p, min_p) -> Warper:
     """The warper decode applies: each knob given (not None) as is; when sampling, a knob left
     None takes the model's generation_config value, else generate()'s default (top_k = 50).
-    Greedy (temperature 0) keeps the knobs but never applies them. Values from the
-    generation_config are checked like the arguments."""
-    check_knobs(top_k, top_p, min_p)
+    Greedy (temperature 0) keeps the knobs but never applies them. The arguments are checked
+    by the caller (decode, `check_knobs`, before any model work); values taken from the
+    generation_config are checked here."""
     knobs = {"top_k": top_k, "top_p": top_p, "min_p": min_p}
     if temperature > 0.0:
         gc = getattr(model, "generation_config", None)

@@ -24,6 +24,7 @@ def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):
     (and saves the choice beside its JSON), then reports two seeds and their pool."""
     out = tmp_path / "demo.json"
     rc = demo_main(["--seeds", "3,4", "--n", "12", "--val-n", "6", "--timing-n", "4", "--repeats", "3",
+                    "--eager", "--batches", "1,2",
                     "--max-new-tokens", "20", "--json", str(out), "--plot", str(tmp_path / "p.png"),
                     "--target", str(assets / "target"), "--draft", str(assets / "draft"),
                     "--arbiter", str(assets / "arbiter")])
@@ -36,8 +37,15 @@ def test_demo_writes_the_table_as_json(assets, tmp_path, capsys):
         assert r["n"] == 24 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
         if m != "oracle":
             assert res["per_seed"]["3"]["methods"][m]["n"] == 12
-    assert res["pooled"]["target"]["speedup"] == pytest.approx(1.0)
-    assert len(res["pooled"]["spd"]["speedup_repeats"]) == 3
+    assert res["batches"] == [1, 2] and res["compiled"] is False
+    for b in ("1", "2"):
+        assert res["pooled"]["target"]["speed"][b]["speedup"] == pytest.approx(1.0)
+        assert len(res["pooled"]["spd"]["speed"][b]["speedup_repeats"]) == 3
+        assert res["speed"][b]["warm_up"]["wall_s"] > 0
+        # the sweep's dot at the chosen threshold is the CoSpec marker itself (same passes, same median)
+        dot = next(s for s in res["threshold_sweep"] if s["threshold"] == res["threshold"])
+        assert dot["speedup"][b] == res["pooled"]["cospec"]["speed"][b]["speedup"]
+        assert all(s["speedup"][b] > 0 for s in res["threshold_sweep"])
     assert res["pooled"]["spd"]["mean_accept_len"] >= 1.0
     for key in ("cospec_minus_target", "cospec_minus_best_heuristic"):
         assert set(res["comparisons"][key]) >= {"diff", "ci_low", "ci_high", "n"}

@@ -9,15 +9,17 @@ from the `validation.json` stored beside the arbiter (`cospec train` chose them 
 validation problems, whose seed and size it records); `--revalidate` chooses them again.
 
 Prints per seed and pooled over the seeds: accuracy with a 95% Wilson interval, mean
-accepted length, target forwards per token, tokens/s and the speedup over target-only,
-and paired 95% intervals for CoSpec - target and CoSpec - the best tuned heuristic (the
-baseline family most accurate on validation). Accuracy comes from one pass over all N
-problems; speed from `--repeats` timed passes over the first `--timing-n` problems of each seed
-at `--batch` rows per call, the methods interleaved call by call in a rotating order: a
-method's speedup is the median over repeats of its tokens/s over target-only's in the same
-repeat (paired, so drift of the machine's speed between repeats cancels), and CoSpec's
-speed relative to SPD's likewise. Writes a PNG of accuracy against speedup across
-arbiter thresholds and, with --json, everything as JSON.
+accepted length, target forwards per token, and paired 95% intervals for CoSpec - target and
+CoSpec - the best tuned heuristic (the baseline family most accurate on validation).
+Accuracy comes from one pass over all N problems. Speed is timed as a user would run it:
+every method through `decode(..., compile=True)` (`--eager`: the transformers path), at each
+batch size of `--batches` (default 1, the latency case, and 8), after a warm-up that builds
+every graph (compile seconds printed apart, never inside a speedup), as `--repeats` passes over
+the first `--timing-n` problems of each seed with the methods interleaved call by call in a
+rotating order (`timing.py`): a method's speedup is the median over passes of its tokens/s
+over target-only's in the same pass, and CoSpec's speed relative to SPD's likewise. The
+threshold sweep's CoSpec runs are timed in the same passes, the same way. Writes a PNG of
+accuracy against speedup (one panel per batch size) and, with --json, everything as JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from . import report, validation
 from .evaluate import run_method
+from .timing import median_ratio, timed, warm_up
 
 
 def _load(args, task_dirs):
@@ -65,32 +68,6 @@ def _run(name, kw, target, draft, task, problems, **common):
     return run_method(name, tgt, draft, task, problems, **kw, **common)
 
 
-def timed(methods, target, draft, task, subsets, repeats, *, batch, **common) -> dict:
-    """Interleaved repeats -> name -> tokens/s of each repeat (tokens and seconds summed over
-    every seed's timing subset).
-
-    The methods are interleaved call by call: each batch of `batch` problems is decoded by
-    every method in turn before the next batch, the order rotating from batch to batch (and
-    repeat to repeat) so that no method always runs first or right after another. Drift in
-    the machine's speed, which on a shared CPU is seconds long, then falls on every method
-    alike and cancels in the paired ratios."""
-    names = list(methods)
-    tps = {name: [] for name in methods}
-    k = 0  # rotation counter
-    for _ in range(repeats):
-        toks, secs = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
-        for sub in subsets:
-            for i in range(0, len(sub), batch):
-                for name in names[k % len(names):] + names[:k % len(names)]:
-                    r, _ = _run(name, methods[name], target, draft, task, sub[i:i + batch], batch=batch, **common)
-                    toks[name] += r.new_tokens
-                    secs[name] += r.wall
-                k += 1
-        for name in names:
-            tps[name].append(toks[name] / secs[name] if secs[name] else 0.0)
-    return tps
-
-
 def main(argv: list[str] | None = None) -> int:
     from .analysis import decision_agreement, target_path_analysis
     from .tasks import ASSETS, make_task
@@ -105,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-n", type=int, default=validation.VAL_N, help="validation problems for --revalidate")
     ap.add_argument("--val-seed", type=int, default=validation.VAL_SEED, help="validation seed for --revalidate")
     ap.add_argument("--threshold", type=float, default=None, help="override the validated arbiter threshold")
-    ap.add_argument("--repeats", type=int, default=10, help="interleaved timed repeats (speed = their median)")
-    ap.add_argument("--timing-n", type=int, default=30, help="problems per seed in each timed repeat")
-    ap.add_argument("--batch", type=int, default=8, help="rows per decode call when timing (speedups depend on it)")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved timed passes (speed = their median)")
+    ap.add_argument("--timing-n", type=int, default=16, help="problems per seed in each timed pass")
+    ap.add_argument("--batches", default="1,8", help="rows per decode call when timing, comma-separated "
+                                                     "(speedups depend on it: 1 is latency)")
+    ap.add_argument("--eager", action="store_true", help="time the transformers path instead of decode(compile=True)")
     ap.add_argument("--eval-batch", type=int, default=256, help="rows per decode call for the accuracy pass")
     ap.add_argument("--tree", default="chain:4;fixed", help="draft tree of spd, cospec and the baselines")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
@@ -121,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default="demo_out/cospec_accuracy_vs_speedup.png", help="PNG of accuracy vs speedup")
     args = ap.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else [int(s) for s in args.seeds.split(",") if s.strip()]
-    if not seeds or args.n < 1 or args.repeats < 1:
-        ap.error("need at least one seed, --n >= 1 and --repeats >= 1")
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--batches: comma-separated integers expected, got {args.batches!r}")
+    if not seeds or args.n < 1 or args.repeats < 1 or args.timing_n < 1 or not batches or min(batches) < 1:
+        ap.error("need at least one seed, --n >= 1, --repeats >= 1, --timing-n >= 1 and --batches of sizes >= 1")
     torch.set_num_threads(args.threads)
     try:
         task = make_task(args.task, args.data, args.target)
@@ -165,17 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                           **report.comparisons({k: r.correct for k, r in rows.items()}, best)}
         print(f"\nseed {seed}: " + report.diff_line("cospec - target", per_seed[seed]["cospec_minus_target"]) + "; " +
               (report.diff_line("cospec - " + best, per_seed[seed]["cospec_minus_best_heuristic"]) if best else ""))
-    print(f"\ntiming: {args.repeats} interleaved repeats x {len(tests)} seeds x {args.timing_n} problems, "
-          f"batch {args.batch} ...")
-    tcommon = dict(tree=args.tree, batch=args.batch, max_new_tokens=args.max_new_tokens)
-    subsets = [test[:args.timing_n] for test in tests]
-    tps = timed(methods, target, draft, task, subsets, args.repeats, **tcommon)
-    pooled = {}
-    for name in methods:
-        pooled[name] = report.pooled_row([per_seed[s]["methods"][name] for s in seeds], correct[name])
-        pooled[name]["tokens_per_s"] = statistics.median(tps[name])
-        pooled[name]["speedup_repeats"] = [a / b for a, b in zip(tps[name], tps["target"])]
-        pooled[name]["speedup"] = statistics.median(pooled[name]["speedup_repeats"])
+    pooled = {name: report.pooled_row([per_seed[s]["methods"][name] for s in seeds], correct[name])
+              for name in methods}
     pooled["oracle"] = report.pooled_row([], oracle)
     comp = report.comparisons(correct, best)
     sweep = []
@@ -183,11 +157,32 @@ def main(argv: list[str] | None = None) -> int:
         ok = correct["cospec"] if t == threshold else [
             c for test in tests for c in run_method("sweep", target, draft, task, test, mode="cospec", arbiter=arb,
                                                     threshold=t, **acc_common)[0].correct]
-        sweep.append({"threshold": t, "accuracy": sum(ok) / len(ok)})
-    sw_t = timed({t["threshold"]: dict(mode="cospec", arbiter=arb, threshold=t["threshold"]) for t in sweep},
-                 target, draft, task, subsets, 1, **tcommon)  # one timed pass each: the plot only
-    for s in sweep:  # against the last repeat's target-only pass
-        s["speedup"] = sw_t[s["threshold"]][0] / tps["target"][-1]
+        sweep.append({"threshold": t, "accuracy": sum(ok) / len(ok), "speedup": {}})
+    # timed: the methods and the sweep's other thresholds, in the same interleaved passes
+    timed_methods = dict(methods)
+    timed_methods.update({f"cospec@{s['threshold']:g}": dict(mode="cospec", arbiter=arb, threshold=s["threshold"])
+                          for s in sweep if s["threshold"] != threshold})
+    tcommon = dict(tree=args.tree, max_new_tokens=args.max_new_tokens, compile=not args.eager)
+    subsets = [test[:args.timing_n] for test in tests]
+    how = "eager (transformers)" if args.eager else "decode(compile=True)"
+    speed = {}
+    for batch in batches:
+        print(f"\ntiming at batch {batch}, {how}: warm-up, then {args.repeats} interleaved passes x {len(tests)} "
+              f"seeds x {min(args.timing_n, args.n)} problems x {len(timed_methods)} runs ...", flush=True)
+        w = warm_up(timed_methods, target, draft, task, subsets, batch=batch, **tcommon)
+        t = timed(timed_methods, target, draft, task, subsets, args.repeats, batch=batch, **tcommon)
+        print(f"  warm-up {w['wall_s']:.1f} s ({w['compile_s']:.1f} s of it building graphs); graphs built inside "
+              f"timed passes: {t['late_compile_s']:.1f} s (not timed)")
+        for name in methods:
+            pooled[name].setdefault("speed", {})[str(batch)] = {
+                "tokens_per_s": statistics.median(t["tokens_per_s"][name]),
+                "speedup": statistics.median(t["speedup"][name]), "speedup_repeats": t["speedup"][name]}
+        for s in sweep:
+            key = "cospec" if s["threshold"] == threshold else f"cospec@{s['threshold']:g}"
+            s["speedup"][str(batch)] = statistics.median(t["speedup"][key])
+        med, lo, hi = median_ratio(t["tokens_per_s"]["cospec"], t["tokens_per_s"]["spd"])
+        speed[str(batch)] = {"warm_up": w, "late_compile_s": t["late_compile_s"],
+                             "cospec_over_spd": {"median": med, "min": lo, "max": hi}}
     agree = decision_agreement(target, task, agree_runs, args.max_new_tokens)
     print(f"\npooled over seeds {seeds} ({len(correct['target'])} problems):")
     report.print_table(pooled)
@@ -195,20 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     print(report.diff_line("cospec - target", comp["cospec_minus_target"]))
     if best:
         print(report.diff_line(f"cospec - best tuned heuristic ({best})", comp["cospec_minus_best_heuristic"]))
-    ratios = sorted(a / b for a, b in zip(tps["cospec"], tps["spd"]))
-    sp = statistics.median(ratios)
-    print(f"cospec speedup / spd speedup: {sp:.3f} (median of {len(ratios)} paired repeats; range "
-          f"{ratios[0]:.2f}-{ratios[-1]:.2f})")
+    for batch, sp in speed.items():
+        r = sp["cospec_over_spd"]
+        print(f"cospec speed / spd speed at batch {batch}: {r['median']:.3f} (median of {args.repeats} paired passes; "
+              f"range {r['min']:.2f}-{r['max']:.2f})")
     print(f"arbiter vs oracle at {agree['consulted']} consulted mismatches: agreement {agree['agreement']:.3f} "
           f"(on the {agree['decisive']} decisive ones: {agree['agreement_decisive']:.3f})")
     print(f"oracle (best branch at one mismatch): {pooled['oracle']['accuracy']:.3f}; "
           f"headroom over target {pooled['oracle']['accuracy'] - pooled['target']['accuracy']:+.3f}")
     png = report.plot(args.plot, sweep, {k: v for k, v in pooled.items() if k != "oracle"})
     print(f"plot: {png}" if png else "plot: skipped (matplotlib not installed)")
-    print(f"demo time: {time.perf_counter() - t_start:.0f} s")
+    print(f"demo time: {time.perf_counter() - t_start:.0f} s (warm-ups building graphs: "
+          f"{sum(sp['warm_up']['compile_s'] for sp in speed.values()):.0f} s)")
     if args.json:
         payload = {"seeds": seeds, "per_seed": per_seed, "pooled": pooled, "comparisons": comp, "agreement": agree,
-                   "cospec_speedup_over_spd": sp, "threshold_sweep": sweep, "validation": choice,
+                   "speed": speed, "batches": batches,
+                   "compiled": not args.eager, "threshold_sweep": sweep, "validation": choice,
                    "threshold": threshold, "config": vars(args)}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -26,6 +26,7 @@ class MethodResult:
     row_rounds: int = 0
     committed: float = 0.0
     wall: float = 0.0
+    compile_s: float = 0.0  # part of `wall` spent building graphs (decode(compile=True))
     consulted: int = 0
     accepted: int = 0
     speedup: float | None = None
@@ -86,9 +87,10 @@ def paired_diff(a: list[bool], b: list[bool], z: float = 1.96) -> dict:
 
 
 def run_method(name, target, draft, task, problems, *, mode, arbiter=None, threshold=None, tree="chain:4",
-               batch=50, max_new_tokens=64, return_trace=False, params=None):
+               batch=50, max_new_tokens=64, return_trace=False, params=None, compile=False):
     """Decodes every problem (in batches) with one method -> (MethodResult, per-batch outputs
-    when return_trace)."""
+    when return_trace). compile: through `decode(compile=True)` (the compiled static-shape
+    forward; graph-building seconds land in MethodResult.compile_s as well as in wall)."""
     res, outs = MethodResult(name, [], params=params or {}, uses_target=mode != "draft"), []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
@@ -96,8 +98,9 @@ def run_method(name, target, draft, task, problems, *, mode, arbiter=None, thres
         t0 = time.perf_counter()
         out = decode(target, draft, ids, mask, mode=mode, arbiter=arbiter, threshold=threshold, tree=tree,
                      max_new_tokens=max_new_tokens, eos_token_id=task.eos_id, pad_token_id=task.pad_id,
-                     return_trace=return_trace)
+                     return_trace=return_trace, compile=compile)
         res.wall += time.perf_counter() - t0
+        res.compile_s += out.stats.compile_s
         P = ids.shape[1]
         for b, p in enumerate(chunk):
             gen = out.sequences[b, P:P + out.stats.new_tokens[b]].tolist()

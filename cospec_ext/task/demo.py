@@ -34,6 +34,7 @@ import torch
 
 from . import report, validation
 from .evaluate import run_method
+from .tasks import DEFAULT_TREE
 from .timing import median_ratio, timed, warm_up
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      "(speedups depend on it: 1 is latency)")
     ap.add_argument("--eager", action="store_true", help="time the transformers path instead of decode(compile=True)")
     ap.add_argument("--eval-batch", type=int, default=256, help="rows per decode call for the accuracy pass")
-    ap.add_argument("--tree", default="chain:4;fixed", help="draft tree of spd, cospec and the baselines")
+    ap.add_argument("--tree", default=DEFAULT_TREE, help="draft tree of spd, cospec and the baselines")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--task", choices=["arith", "gsm8k"], default="arith", help="the embedded task or GSM8K JSONL")

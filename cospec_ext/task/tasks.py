@@ -17,6 +17,11 @@ import torch
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_TARGET = ASSETS / "models" / "target"
 DEFAULT_DRAFT = ASSETS / "models" / "draft"
+# The draft tree of the demo, the arbiter's training and validation: chosen on validation
+# prompts for the shipped pair (`bench/task/pair_candidate.py`: spd / target-only compiled at
+# batch 1, chain:4 2.10x, chain:5 2.29x, chain:6 2.27x); a chain of 5 verifies 6 tokens,
+# a query bucket of its own (engine/native.py).
+DEFAULT_TREE = "chain:5;fixed"
 DEFAULT_ARBITER = ASSETS / "arbiter"
 
 

@@ -19,6 +19,7 @@ import os
 
 from .evaluate import run_method
 from .heuristics import candidates, from_params
+from .tasks import DEFAULT_TREE
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 VAL_SEED, VAL_N = 1, 2000
@@ -55,7 +56,7 @@ def pick_threshold(sweep: list[dict]) -> dict:
     return max(sorted(sweep, key=lambda s: s["threshold"]), key=_rank)
 
 
-def choose(target, draft, task, arbiter, *, n: int = VAL_N, seed: int = VAL_SEED, tree: str = "chain:4;fixed",
+def choose(target, draft, task, arbiter, *, n: int = VAL_N, seed: int = VAL_SEED, tree: str = DEFAULT_TREE,
            batch: int = 64, max_new_tokens: int = 64, thresholds=THRESHOLDS, baselines: bool = True,
            sweep: list[dict] | None = None, log=print) -> dict:
     """The arbiter's threshold and the baselines' parameters chosen on validation (module

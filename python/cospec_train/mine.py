@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 import cospec_ext
 from cospec_ext.engine.features import FEATURE_NAMES, HIDDEN_INPUTS, hidden_widths
 from cospec_ext.task.analysis import consulted_items, replay_branches
+from cospec_ext.task.tasks import DEFAULT_TREE
 
 
 class RecordingArbiter:
@@ -66,7 +67,7 @@ def policy_proba(policy, x: torch.Tensor, hidden_all: torch.Tensor | None, sizes
     return policy.predict_proba(x, hidden=select_hidden(hidden_all, sizes_all, policy.hidden_inputs))
 
 
-def mine(task, target, draft, problems: list[dict], *, tree: str = "chain:4;fixed", max_new_tokens: int = 64,
+def mine(task, target, draft, problems: list[dict], *, tree: str = DEFAULT_TREE, max_new_tokens: int = 64,
          batch: int = 64, policy=None, threshold: float = 0.5, hidden: bool = False) -> dict:
     """Decodes `problems` and labels every consulted mismatch (module docstring) ->
     dict of CPU tensors: features float32 [M, len(FEATURE_NAMES)], hidden float32

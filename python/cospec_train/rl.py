@@ -54,7 +54,7 @@ from cospec_ext.engine import Arbiter
 from cospec_ext.engine import FEATURE_NAMES
 from cospec_ext.engine.features import HIDDEN_INPUTS, hidden_widths
 
-from .tasks import DEFAULT_DRAFT, DEFAULT_TARGET, make_task
+from .tasks import DEFAULT_DRAFT, DEFAULT_TARGET, DEFAULT_TREE, make_task
 
 
 @dataclass
@@ -77,8 +77,8 @@ class RLConfig:
     features: tuple = FEATURE_NAMES
     hidden_inputs: tuple | None = HIDDEN_INPUTS  # hidden states read (names from HIDDEN_INPUTS, projected
     #   to proj_dim); None: none
-    proj_dim: int = 8
-    tree: str = "chain:4;fixed"
+    proj_dim: int = 4
+    tree: str = DEFAULT_TREE
     max_new_tokens: int = 64
     ckpt_every: int = 10
     seed: int = 0

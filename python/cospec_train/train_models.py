@@ -24,16 +24,20 @@ decoding comes from problems where the *draft* proposes the right continuation a
 target would not; with a draft that is just a smaller copy of the target trained on the
 same data, that set is nearly empty (the draft's errors mostly contain the target's). Real
 pairs differ in data and recipe, so we mimic that: different seeds and data streams, and
-  * the target sees the task with fewer multiplications and fewer parentheses
-    (op weights + - * = 1 : 1 : 0.6, parentheses 20%);
+  * the target sees the task with few multiplications and parentheses
+    (op weights + - * = 1 : 1 : 0.35, parentheses 12%);
   * the draft sees a multiplication- and parenthesis-heavy mixture (1 : 1 : 2,
     parentheses 50%) and somewhat shorter problems.
 Evaluation uses the uniform mixture (1 : 1 : 1, 30%), on which the larger target is the better
 model overall while the draft is competitive on the product-heavy problems.
 
-Model sizes (defaults): target 4 layers, hidden 128, 4 heads / 2 KV heads, MLP 256;
-draft 2 layers, hidden 64, 2 heads / 1 KV head, MLP 128; vocab 100, 128 positions,
-tied embeddings, fp32.
+Model sizes and recipes (MODEL_SPECS): target 8 layers, hidden 384, 6 heads / 2 KV heads,
+MLP 1024 (12.6M parameters: 48 MiB in float32, past the L2 caches, so that its step costs
+what a real target's does relative to the draft's), 1200 steps under bfloat16 autocast with
+sdpa attention, stored in bfloat16 (`save`: a weight file stays <= 40 MB) and loaded into
+float32; draft 2 layers, hidden 64, 2 heads / 1 KV head, MLP 128 (0.08M), 2500 float32
+steps; vocab 100, 128 positions, tied embeddings. `--target-shape small` trains the 0.6M
+target shipped before (4 layers, hidden 128).
 """
 
 from __future__ import annotations
@@ -54,21 +58,26 @@ from cospec_ext.task.tokenizer import (BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, build
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(_REPO, "cospec_ext", "assets", "models")
 
-# name -> (model shape, training mixture, seed)
+# name -> (model shape, training mixture, seed, training recipe)
 MODEL_SPECS = {
+    # the shipped target (issue 21's demo pair): 12.6M parameters, 48 MiB in float32 (shipped
+    # in bfloat16, 24 MiB); a compiled step ~2.7 ms on 2 cores, the draft's ~0.2 ms. Its
+    # mixture has few products and parentheses, the draft's specialty, so that the draft is
+    # right where the target is wrong often enough for an arbiter to find (oracle headroom).
     "target": dict(
+        shape=dict(num_hidden_layers=8, hidden_size=384, num_attention_heads=6,
+                   num_key_value_heads=2, intermediate_size=1024),
+        mixture=dict(op_weights=(1.0, 1.0, 0.35), paren_prob=0.12),
+        seed=1,
+        recipe=dict(steps=1200, lr=2e-3, amp=True, attn="sdpa"),
+    ),
+    # the target shipped until 2026-12-07 (0.6M parameters, 2.3 MiB): `--target-shape small`
+    "target-small": dict(
         shape=dict(num_hidden_layers=4, hidden_size=128, num_attention_heads=4,
                    num_key_value_heads=2, intermediate_size=256),
         mixture=dict(op_weights=(1.0, 1.0, 0.6), paren_prob=0.2),
         seed=1,
-    ),
-    # a candidate for issue 21's demo pair: 12.6M parameters, 48 MiB in float32 (a compiled
-    # step ~2.7 ms on 2 cores, the draft's ~0.2 ms); `--target-shape large`
-    "target-large": dict(
-        shape=dict(num_hidden_layers=8, hidden_size=384, num_attention_heads=6,
-                   num_key_value_heads=2, intermediate_size=1024),
-        mixture=dict(op_weights=(1.0, 1.0, 0.6), paren_prob=0.2),
-        seed=1,
+        recipe=dict(steps=1400, lr=3e-3, amp=False, attn="eager"),
     ),
     "draft": dict(
         shape=dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2,
@@ -76,6 +85,7 @@ MODEL_SPECS = {
         mixture=dict(op_weights=(1.0, 1.0, 2.0), paren_prob=0.5,
                      nops_weights={2: 1.2, 3: 1.0, 4: 0.8}),
         seed=2,
+        recipe=dict(steps=2500, lr=4e-3, amp=False, attn="eager"),
     ),
 }
 
@@ -216,14 +226,35 @@ def evaluate(models: dict, problems: list[dict]) -> dict:
     return res
 
 
+MAX_FILE_BYTES = 40_000_000  # a shipped weight file stays below this (issue 21)
+
+
+def store_dtype(model) -> torch.dtype:
+    """float32, or bfloat16 when the float32 weights would exceed MAX_FILE_BYTES."""
+    n = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return torch.float32 if 4 * n <= MAX_FILE_BYTES else torch.bfloat16
+
+
 def save(model, tokenizer, path: str) -> None:
-    """`save_pretrained` (safetensors) of model + tokenizer, with pad/bos/eos ids set."""
+    """`save_pretrained` (safetensors) of model + tokenizer, with pad/bos/eos ids set.
+
+    A model whose float32 weights exceed MAX_FILE_BYTES is stored in bfloat16 (half the bytes)
+    and its in-memory weights are rounded to bfloat16 values in place (still float32), so that
+    what is evaluated afterwards is what ships. config.json keeps `"dtype": "float32"`, so
+    `from_pretrained(dir)` with the default dtype loads it into float32 like the others."""
     os.makedirs(path, exist_ok=True)
     for cfg in (model.config, model.generation_config):
         cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = PAD_ID, BOS_ID, EOS_ID
     model.generation_config.do_sample = False
     model.generation_config.max_new_tokens = 64
+    dt = store_dtype(model)
+    if dt != torch.float32:
+        model.to(dt)
     model.save_pretrained(path)
+    if dt != torch.float32:
+        model.to(torch.float32)  # bfloat16 values, float32 storage: the shipped model
+        model.config.dtype = torch.float32
+        model.config.to_json_file(os.path.join(path, "config.json"))
     tokenizer.save_pretrained(path)
     os.chmod(os.path.join(path, "model.safetensors"), 0o644)  # written 0600 by default
 
@@ -232,19 +263,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cospec task train-models", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="parent dir of target/ and draft/ (default: %(default)s)")
     ap.add_argument("--models", default="target,draft", help="comma list among target,draft")
-    ap.add_argument("--target-steps", type=int, default=1400, help="optimizer steps of the target")
-    ap.add_argument("--draft-steps", type=int, default=2500, help="optimizer steps of the draft")
+    ap.add_argument("--target-steps", type=int, help="optimizer steps of the target (default: its recipe's)")
+    ap.add_argument("--draft-steps", type=int, help="optimizer steps of the draft (default: its recipe's)")
     ap.add_argument("--batch-size", type=int, default=64, help="problems per step")
-    ap.add_argument("--target-lr", type=float, default=3e-3, help="peak learning rate of the target")
-    ap.add_argument("--draft-lr", type=float, default=4e-3, help="peak learning rate of the draft")
+    ap.add_argument("--target-lr", type=float, help="peak learning rate of the target (default: its recipe's)")
+    ap.add_argument("--draft-lr", type=float, help="peak learning rate of the draft (default: its recipe's)")
     ap.add_argument("--eval-n", type=int, default=200, help="validation problems for the final evaluation")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--eval-every", type=int, default=0, help="intermediate evaluation period in steps (0: off)")
     ap.add_argument("--no-save", action="store_true", help="train and evaluate without writing the models")
-    ap.add_argument("--target-shape", choices=("small", "large"), default="small",
-                    help="the shipped target (small) or issue 21's 48 MiB candidate (large)")
-    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast in training (weights stay float32)")
-    ap.add_argument("--attn", default="eager", help="attention implementation in training (eager, sdpa)")
+    ap.add_argument("--target-shape", choices=("large", "small"), default="large",
+                    help="the shipped 48 MiB target (large) or the 2.3 MiB one shipped before (small)")
+    ap.add_argument("--amp", choices=("recipe", "on", "off"), default="recipe",
+                    help="bfloat16 autocast in training (weights stay float32); recipe: the target on, the draft off")
+    ap.add_argument("--attn", help="attention implementation in training (eager, sdpa; default: the recipe's)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -258,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in ("target", "draft"):
             ap.error(f"unknown model {name!r}")
-        spec = MODEL_SPECS["target-large" if name == "target" and args.target_shape == "large" else name]
-        models[name] = train_one(name, spec, steps[name], args.batch_size, lrs[name],
-                                 eval_every=args.eval_every, eval_problems=val[:100], attn=args.attn, amp=args.amp)
+        spec = MODEL_SPECS["target-small" if name == "target" and args.target_shape == "small" else name]
+        rec = spec["recipe"]
+        amp = rec["amp"] if args.amp == "recipe" else args.amp == "on"
+        models[name] = train_one(name, spec, steps[name] or rec["steps"], args.batch_size, lrs[name] or rec["lr"],
+                                 eval_every=args.eval_every, eval_problems=val[:100], attn=args.attn or rec["attn"],
+                                 amp=amp)
         if not args.no_save:
             path = os.path.join(args.out, name)
             save(models[name], tok, path)

@@ -90,7 +90,7 @@ def plot(path, sweep, points) -> str | None:
                 ax.scatter([x], [r["accuracy"]], marker=markers[i % len(markers)], color=f"C{i % 10}",
                            label=name, zorder=3, s=36)
         ax.set_title(f"batch {b}", fontsize=9)
-        ax.set_xlabel("speedup over target-only (median of interleaved passes)")
+        ax.set_xlabel("speedup over target-only (median of passes)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (test, pooled over seeds)")
     fig.colorbar(sc, ax=axes[0][-1], pad=0.02).set_label("CoSpec threshold (dots)", fontsize=8)

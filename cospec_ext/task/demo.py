@@ -35,7 +35,7 @@ import torch
 from . import report, validation
 from .evaluate import run_method
 from .tasks import DEFAULT_TREE
-from .timing import median_ratio, timed, warm_up
+from .timing import median_ratio, run_named, timed, warm_up
 
 
 def _load(args, task_dirs):
@@ -61,12 +61,6 @@ def _methods(target, draft, arb, threshold, rules):
     for h in rules.values():
         m[h.name] = dict(mode="cospec", arbiter=h)
     return m
-
-
-def _run(name, kw, target, draft, task, problems, **common):
-    kw = dict(kw)
-    tgt = kw.pop("target", target)
-    return run_method(name, tgt, draft, task, problems, **kw, **common)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         tests.append(test)
         rows = {}
         for name, kw in methods.items():
-            r, runs = _run(name, kw, target, draft, task, test, return_trace=name == "cospec", **acc_common)
+            r, runs = run_named(name, kw, target, draft, task, test, return_trace=name == "cospec", **acc_common)
             rows[name] = r
             correct[name] += r.correct
             if name == "cospec":

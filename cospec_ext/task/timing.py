@@ -24,10 +24,12 @@ import time
 from .evaluate import run_method
 
 
-def _call(name, kw, target, draft, task, problems, **common):
+def run_named(name, kw, target, draft, task, problems, **common):
+    """run_method for one entry of a methods table (name -> run_method keywords; a "target"
+    keyword overrides the target, e.g. None for draft-only) -> (MethodResult, trace)."""
     kw = dict(kw)
     tgt = kw.pop("target", target)
-    return run_method(name, tgt, draft, task, problems, **kw, **common)[0]
+    return run_method(name, tgt, draft, task, problems, **kw, **common)
 
 
 def _batches(subsets, batch):
@@ -35,13 +37,13 @@ def _batches(subsets, batch):
 
 
 def warm_up(methods: dict, target, draft, task, subsets, *, batch: int, **common) -> dict:
-    """Decode every batch once with every method, untimed -> {"wall_s", "compile_s", "graphs"}:
-    wall seconds of the whole warm-up, the part of it spent compiling graphs (or loading them
-    from the inductor cache) and the graphs built."""
+    """Decode every batch once with every method, untimed -> {"wall_s", "compile_s"}: wall
+    seconds of the whole warm-up and the part of it spent compiling graphs (or loading them
+    from the inductor cache)."""
     t0, comp = time.perf_counter(), 0.0
     for chunk in _batches(subsets, batch):
         for name, kw in methods.items():
-            comp += _call(name, kw, target, draft, task, chunk, batch=batch, **common).compile_s
+            comp += run_named(name, kw, target, draft, task, chunk, batch=batch, **common)[0].compile_s
     return {"wall_s": time.perf_counter() - t0, "compile_s": comp}
 
 
@@ -57,7 +59,7 @@ def timed(methods: dict, target, draft, task, subsets, repeats: int, *, batch: i
         toks, secs = dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
         for chunk in _batches(subsets, batch):
             for name in names[k % len(names):] + names[:k % len(names)]:
-                r = _call(name, methods[name], target, draft, task, chunk, batch=batch, **common)
+                r = run_named(name, methods[name], target, draft, task, chunk, batch=batch, **common)[0]
                 toks[name] += r.new_tokens
                 secs[name] += r.wall - r.compile_s
                 late += r.compile_s

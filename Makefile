@@ -6,8 +6,9 @@
 #                bench/out/RESULTS.md is bench/RESULTS.md with its generated tables refreshed
 #   make demo    the embedded task: every method's accuracy/speed table and a plot (`cospec demo`)
 #   make arbiter retrain the shipped arbiter from scratch (`cospec train --stage all`: labels, imitation,
-#                RL, validation; ~12 min on 2 cores)
-#   make models  retrain the shipped target and draft models (`cospec task train-models`, ~12 min)
+#                RL, validation; ~25 min on 2 cores)
+#   make models  retrain the shipped target and draft models (`cospec task train-models`; the
+#                target alone ~29 min on 2 cores)
 # Knobs: PYTHON (interpreter for the venv), MAX_JOBS, TORCH_CUDA_ARCH_LIST, COSPEC_CPU_ONLY;
 # for bench: COSPEC_BENCH_QUICK=1 (smallest shapes), COSPEC_BENCH_TIME (s per benchmark),
 # COSPEC_BENCH_THREADS.

@@ -34,6 +34,11 @@ class Draft:
     levels: int  # depth of the deepest level
     stats: dict | None = None  # the draft at each node's parent (arbiter features): d_parent_logits
     #   [B, N, V] and, when its hidden states are kept, d_parent_hidden [B, N, H]
+    fed: int | None = None  # depth of the deepest level in the draft's cache (None: levels - 1)
+
+    @property
+    def fed_levels(self) -> int:
+        return self.levels - 1 if self.fed is None else self.fed
 
 
 class Drafter:
@@ -115,6 +120,36 @@ class Drafter:
         self.root_slot, self.root_slot_host = root_slot, root_slot_host
         self.root_hidden = root_hidden
         return root_logits
+
+    # -- a greedy chain in one call ------------------------------------------------------
+    def chain_round(self, dlen_host: torch.Tensor, total_host: torch.Tensor, root: torch.Tensor,
+                    root_slot: torch.Tensor, root_slot_host: torch.Tensor, depth: int, want_stats: bool) -> Draft | None:
+        """The round's catch-up and a chain of `depth` levels as one call of the runner's
+        `forward_chain` (depth + 1 forwards: the root, then each level fed the argmax of the
+        one above, the deepest level included, so after a round that accepts every level only
+        the new root is left to feed). None (the caller runs catch_up and draft) unless the tree
+        is a static chain without the confidence stop drafted to its full depth, the runner
+        chains, and every row has only the root to feed.
+        Equals catch_up + _draft_chain token for token (the same forward per node)."""
+        st = self.static
+        if (st is None or st.kmax != 1 or self.log_conf is not None or depth != self.spec.depth
+                or not self.runner.chains):
+            return None
+        if not torch.equal(total_host - dlen_host, torch.ones_like(total_host)):
+            return None
+        if int(root_slot_host.max()) + depth >= self.runner.cache.max_len - 1:  # the spare slot stays unwritten
+            return None
+        toks, logits = self.runner.forward_chain(root[:, None], root_slot, root_slot_host, depth + 1)
+        hid = self.runner.last_hidden  # [B, depth + 1, H] or None
+        self.root_slot, self.root_slot_host = root_slot, root_slot_host
+        self.root_hidden = hid[:, 0] if hid is not None else None
+        rec = _Recorder(want_stats, logits[:, 0], self.root_hidden)
+        for d in range(1, depth):
+            rec.level_out(logits[:, d : d + 1], hid[:, d : d + 1] if hid is not None else None)
+        cand = torch.cat([root[:, None], toks[:, :depth]], dim=1)  # [B, depth + 1]
+        out = self._static_draft(cand, depth, rec, want_stats)
+        out.fed = depth
+        return out
 
     # -- tree expansion -----------------------------------------------------------------
     def _stop(self, scores: torch.Tensor) -> bool:
@@ -250,7 +285,7 @@ class Drafter:
             full[:, : path.shape[1]] = torch.where(path >= 0, d.orig.gather(1, path.clamp(min=0)), path)
             path = full
         self.runner.cache.rollback(self.root_slot, path)
-        return self.root_slot + torch.clamp(accept_len + 1, max=d.levels)
+        return self.root_slot + torch.clamp(accept_len + 1, max=d.fed_levels + 1)
 
 
 class _LazyStats(dict):

@@ -177,9 +177,12 @@ class SpecEngine:
         t_draft0 = self.draft_runner.seconds if self.draft_runner else 0.0
         f_draft0 = self.draft_runner.forwards if self.draft_runner else 0
         if depth > 0:
-            root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h, root,
-                                                  root_slot, root_slot_h)
-            d = self.drafter.draft(depth, root, root_logits, want_stats=self.arbiter is not None)
+            want = self.arbiter is not None
+            d = self.drafter.chain_round(self.dlen_h, self.total_h, root, root_slot, root_slot_h, depth, want)
+            if d is None:
+                root_logits = self.drafter.catch_up(self.seq, self.dlen, self.dlen_h, self.total, self.total_h, root,
+                                                    root_slot, root_slot_h)
+                d = self.drafter.draft(depth, root, root_logits, want_stats=want)
         else:
             d = Draft(root[:, None], *self.root_tree)
         generated = self.total - self.P if (self.arbiter is not None or self.trace is not None) else None  # [B]
@@ -237,7 +240,7 @@ class SpecEngine:
             self.dlen, self.dlen_h = self.total - 1, self.total_h - 1
         elif depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
-            self.dlen_h = root_slot_h + res[2].clamp(max=d.levels - 1) + 1
+            self.dlen_h = root_slot_h + res[2].clamp(max=d.fed_levels) + 1
         if self.drafter is not None:
             # the round's time less its draft forwards (and any graph compiled in it): the
             # target's forward plus the engine's own work, which grows with the tree

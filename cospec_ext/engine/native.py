@@ -179,6 +179,28 @@ class _Core(torch.nn.Module):
         hid = self._rms(x[:, -keep:] if keep else x, self.norm.weight, self.final_eps)
         return _linear(hid, self.head), hid
 
+    def chain(self, tokens, positions, mask, slots, cache, steps: int = 1):
+        """`steps` forwards of one token per row, each fed the argmax of the last (a draft's greedy
+        chain in one graph): step i runs token t_i at positions + i, slot slots + i, under `mask`
+        with slots [slots, slots + i] opened, and t_{i+1} = argmax logits_i (ties: lowest id).
+        tokens, positions, slots: int64 [Bb, 1] (t_0 and its place); mask: bool [Bb, 1, 1, S];
+        cache as `forward`. Padding rows (slot S - 1) stay on that slot. Returns (argmaxes int64
+        [Bb, steps], logits [Bb, steps, V], last hidden states [Bb, steps, hidden])."""
+        S = cache.shape[4]
+        ar = torch.arange(S, device=tokens.device)  # [S]
+        live = slots < S - 1  # [Bb, 1]: real rows advance, padding rows keep the spare slot
+        toks, logits, hids = [], [], []
+        for _ in range(steps):
+            lg, hid = self.forward(tokens, positions, mask, slots, cache)  # [Bb, 1, V], [Bb, 1, hidden]
+            tokens = lg.argmax(-1)  # [Bb, 1]
+            toks.append(tokens)
+            logits.append(lg)
+            hids.append(hid)
+            positions = positions + 1
+            slots = torch.where(live, slots + 1, slots)
+            mask = mask | (ar == slots[..., None])[:, None]  # [Bb, 1, 1, S]: the new node's slot opened
+        return torch.cat(toks, 1), torch.cat(logits, 1), torch.cat(hids, 1)
+
 
 # Rows up to which a CPU projection runs as cospec::linear_rows (below): it reads 20 float32
 # [1536, 576] weights 1.55x / 1.26x / 1.04x faster than the fastest other path at 16 / 24 / 32
@@ -217,13 +239,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 _CORES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> CompiledCore
 
 
-def _own_code(fn, tag: str):
+def _own_code(fn, tag: str, defaults: tuple | None = None):
     """`fn` (a bound method) with a code object of its own: dynamo keeps one cache of graphs
     per code object and checks a call's guards against each entry in turn, so one code
-    object per graph keeps that check O(1) however many graphs the models meet."""
+    object per graph keeps that check O(1) however many graphs the models meet. defaults:
+    other values for its trailing keyword defaults (constants of the graph)."""
     f = fn.__func__
     code = f.__code__.replace(co_name=f"{f.__name__}_{tag}")
-    g = types.FunctionType(code, f.__globals__, code.co_name, f.__defaults__, f.__closure__)
+    g = types.FunctionType(code, f.__globals__, code.co_name, defaults if defaults is not None else f.__defaults__,
+                           f.__closure__)
     return types.MethodType(g, fn.__self__)
 
 
@@ -274,7 +298,10 @@ class CompiledCore:
         hit = self.fns.get(key)
         if hit is None:
             tag = "_".join(str(k) for k in key[:2]) + f"_{len(self.fns)}"
-            f = _own_code(self.core.forward, tag)
+            if key[0] == "chain":  # ("chain", Bb, steps, ...): the draft's chain, `steps` baked in
+                f = _own_code(self.core.chain, tag, defaults=(key[2],))
+            else:
+                f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, mode="reduce-overhead"), None)
             else:
@@ -439,6 +466,50 @@ class NativeAdapter:
                     torch.cuda.synchronize(dev)
                 self.compile_seconds += time.perf_counter() - t0
         return _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden)
+
+
+    def forward_chain(self, input_ids, position_ids, attention_mask, kv, steps: int):
+        """A greedy chain of `steps` one-token forwards in one graph (`_Core.chain`): input_ids,
+        position_ids int64 [B, 1] (the first token and its position), attention_mask bool
+        [B, 1, 1, s_used] (its row; slot kv's + i is opened for step i), kv: the first token's
+        slots. Writes slots + [0, steps) of the cache. Returns (argmaxes int64 [B, steps],
+        logits [B, steps, V], last hidden states [B, steps, hidden])."""
+        B = input_ids.shape[0]
+        cache = kv.cache.data  # [2, L, B0, H, S, D]
+        B0, S = cache.shape[2], cache.shape[4]
+        Bb = batch_bucket(B, B0)
+        slots = kv.slot_tensor(1)  # [B, 1]
+        mask = attention_mask  # [B, 1, 1, S]
+        if mask.shape[-1] < S:
+            mask = F.pad(mask, (0, S - mask.shape[-1]), value=False)
+        if Bb == B:
+            tok, pos, slots, mask = _std(input_ids), _std(position_ids), _std(slots), _std(mask)
+        else:  # padding rows: token 0 at position 0 on the spare slot S - 1, every slot open
+            grow = (0, 0, 0, Bb - B)
+            tok, pos = F.pad(input_ids, grow), F.pad(position_ids, grow)
+            slots = F.pad(slots, grow, value=S - 1)
+            mask = F.pad(mask, (0, 0, 0, 0, 0, 0, 0, Bb - B), value=True)
+        if not self.compile:
+            toks, logits, hid = self.core.chain(tok, pos, mask, slots, cache, steps)
+        else:
+            key = ("chain", Bb, steps, tuple(cache.shape), cache.dtype, input_ids.device)
+            new = key not in self.compiled.fns
+            t0 = time.perf_counter()
+            cuda = input_ids.device.type == "cuda"
+            if cuda:
+                if getattr(cache, "_dynamo_static_input_type", None) is None:
+                    torch._dynamo.mark_static_address(cache)
+                torch.compiler.cudagraph_mark_step_begin()
+            toks, logits, hid = self.compiled.run(key, (tok, pos, mask, slots, cache))
+            if cuda:  # CUDA graph outputs are overwritten by the next replay
+                toks, logits, hid = toks.clone(), logits.clone(), hid.clone()
+            if new:
+                if cuda:
+                    torch.cuda.synchronize(input_ids.device)
+                self.compile_seconds += time.perf_counter() - t0
+        if Bb != B:
+            toks, logits, hid = toks[:B], logits[:B], hid[:B]
+        return toks, logits, hid
 
 
 def _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden):

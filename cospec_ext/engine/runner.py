@@ -43,6 +43,7 @@ class ModelRunner:
         self.want_hidden = False  # keep the last forward's hidden states (arbiters that read them)
         self.last_hidden: torch.Tensor | None = None  # [B, n, hidden_size]
         self._root: tuple | None = None  # forward_nodes' per-root values, keyed by its tensors
+        self._root_anc = torch.ones(1, 1, 1, dtype=torch.bool, device=adapter.device)  # node 0's ancestor row
 
     def _run(self, *args, **kw) -> torch.Tensor:
         if self._sync:
@@ -98,6 +99,37 @@ class ModelRunner:
         else:
             kv = KVView(self.cache, s_used, slots=root_slot[:, None] + self.node_ids[node_lo : node_lo + n])  # [B, n]
         return self._run(tokens, positions, mask, kv)
+
+    @property
+    def chains(self) -> bool:
+        """Whether the adapter runs a greedy chain of one-token forwards in one call (forward_chain)."""
+        return callable(getattr(self.adapter, "forward_chain", None))
+
+    def forward_chain(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor,
+                      steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A greedy chain from node 0 (`NativeAdapter.forward_chain`): tokens int64 [B, 1] at
+        root_slot [B] (CPU copy root_slot_host); node i sits at root_slot + i, position
+        root_slot - pad + i, and attends its row's prefix and nodes 0..i. Counts `steps` forwards;
+        `last_hidden` gets the hidden states [B, steps, H].
+        Returns (argmaxes int64 [B, steps], logits [B, steps, V])."""
+        h = root_slot_host.tolist()
+        positions = (root_slot - self.pad)[:, None]  # [B, 1]
+        mask = self.masks.tree(self.pad, root_slot, self._root_anc, self.cache.max_len)
+        if min(h) == max(h):
+            kv = KVView(self.cache, h[0] + 1, uniform_start=h[0])
+        else:
+            kv = KVView(self.cache, max(h) + 1, slots=root_slot[:, None])  # [B, 1]
+        if self._sync:
+            torch.cuda.synchronize(self.adapter.device)
+        t0 = time.perf_counter()
+        c0 = getattr(self.adapter, "compile_seconds", 0.0)
+        toks, logits, hid = self.adapter.forward_chain(tokens, positions, mask, kv, steps)
+        if self._sync:
+            torch.cuda.synchronize(self.adapter.device)
+        self.seconds += time.perf_counter() - t0 - (getattr(self.adapter, "compile_seconds", 0.0) - c0)
+        self.forwards += steps
+        self.last_hidden = hid if self.want_hidden else None
+        return toks, logits
 
     def keep_rows(self, keep: list[int], upto: int) -> None:
         self.cache.keep_rows(keep, upto)

@@ -1,0 +1,95 @@
+"""The draft's greedy chain in one call (NativeAdapter.forward_chain, Drafter.chain_round) equals
+the level-by-level forwards it replaces: the same argmaxes, logits, hidden states and cache
+writes, padding rows included, and the same decoding (tokens, arbiter decisions and features)."""
+
+import pytest
+import torch
+
+import cospec_ext
+from cospec_ext.engine import Arbiter
+from cospec_ext.engine import draft as draft_mod
+from cospec_ext.engine.adapter import HFAdapter
+from cospec_ext.engine.features import FEATURE_NAMES
+from cospec_ext.engine.kv import KVCache, KVView
+from cospec_ext.engine.native import NativeAdapter
+from _models import EOS, PAD, prompts, tiny
+
+
+def _prefilled(nat, B, rows, P, S, seed):
+    """A cache of `rows` rows and S slots whose first B rows hold P random tokens (slots [0, P))."""
+    g = torch.Generator().manual_seed(seed)
+    cache = KVCache(nat.num_layers, B, nat.num_kv_heads, S, nat.head_dim, nat.dtype, nat.device, rows=rows)
+    ids = torch.randint(4, 64, (B, P), generator=g)
+    causal = torch.ones(P, P, dtype=torch.bool).tril()[None, None].expand(B, 1, P, P)
+    pos = torch.arange(P)[None].expand(B, P)
+    nat.forward(ids, pos, causal, KVView(cache, P, uniform_start=0), logits_to_keep=1)
+    return cache, torch.randint(4, 64, (B, 1), generator=g)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_forward_chain_equals_one_forward_per_node(compile):
+    """steps forwards in one call == one forward per node, each fed the last argmax; B = 3 rows in
+    a 4-row cache (a padding row in the compiled graph); the cache's slots agree afterwards."""
+    model = tiny("llama", layers=2, seed=41)
+    nat = NativeAdapter(HFAdapter(model), compile=compile)
+    B, rows, P, S, steps = 3, 4, 7, 128, 4
+    with torch.no_grad():
+        ca, root = _prefilled(nat, B, rows, P, S, seed=1)
+        cb, _ = _prefilled(nat, B, rows, P, S, seed=1)
+        slot = torch.arange(S)
+        base = (slot <= P)[None, None, None].expand(B, 1, 1, S)  # node 0 at slot P sees [0, P]
+        toks, logits, hid = nat.forward_chain(root, torch.full((B, 1), P), base.contiguous(),
+                                              KVView(ca, P + 1, uniform_start=P), steps)
+        assert toks.shape == (B, steps) and logits.shape[:2] == (B, steps) and hid.shape[:2] == (B, steps)
+        tok, ref_t, ref_l, ref_h = root, [], [], []
+        for i in range(steps):
+            m = (slot <= P + i)[None, None, None].expand(B, 1, 1, S).contiguous()
+            lg, h = nat.forward(tok, torch.full((B, 1), P + i), m, KVView(cb, P + i + 1, uniform_start=P + i),
+                                return_hidden=True)
+            tok = lg.argmax(-1)
+            ref_t.append(tok)
+            ref_l.append(lg)
+            ref_h.append(h)
+    assert torch.equal(toks, torch.cat(ref_t, 1))
+    torch.testing.assert_close(logits, torch.cat(ref_l, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hid, torch.cat(ref_h, 1), rtol=1e-5, atol=1e-5)
+    written = slice(0, P + steps)
+    torch.testing.assert_close(ca.data[:, :, :B, :, written], cb.data[:, :, :B, :, written], rtol=1e-5, atol=1e-5)
+    assert not ca.data[:, :, :B, :, P + steps:].any(), "the chain wrote past its last node"
+
+
+def test_chain_round_equals_level_by_level(monkeypatch):
+    """decode(compile=True) with the chain in one call gives the same tokens, arbiter decisions and
+    arbiter inputs (draft logits and hidden states at each node's parent) as the per-level
+    forwards."""
+    target, draft = tiny("llama", 2, seed=43), tiny("llama", 1, seed=44, hidden=16)
+    arb = Arbiter(FEATURE_NAMES, hidden=(4,), hidden_sizes=(32, 16), proj_dim=3, hidden_inputs=("t_cand", "d_parent"))
+    with torch.no_grad():
+        arb.out.weight.normal_(generator=torch.Generator().manual_seed(0))
+    ids, mask = prompts(3, 9)
+    kw = dict(mode="cospec", arbiter=arb, threshold=0.5, tree="chain:3;fixed", max_new_tokens=16,
+              eos_token_id=EOS, pad_token_id=PAD, return_trace=True, compile=True)
+    calls = []
+    real = draft_mod.Drafter.chain_round
+
+    def counted(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
+    fused = cospec_ext.decode(target, draft, ids, mask, **kw)
+    assert calls and all(calls), "the chain did not run in one call"
+    monkeypatch.setattr(draft_mod.Drafter, "chain_round", lambda self, *a, **k: None)
+    levels = cospec_ext.decode(target, draft, ids, mask, **kw)
+    assert torch.equal(fused.sequences, levels.sequences)
+    assert fused.stats.arbiter_consulted > 0
+    assert (fused.stats.arbiter_consulted, fused.stats.arbiter_accepted) == \
+        (levels.stats.arbiter_consulted, levels.stats.arbiter_accepted)
+    assert len(fused.trace.steps) == len(levels.trace.steps)
+    for x, y in zip(fused.trace.steps, levels.trace.steps):
+        for key in ("candidates", "path", "features", "hidden", "probs"):
+            if x[key] is None:
+                assert y[key] is None
+            else:
+                torch.testing.assert_close(x[key], y[key], rtol=1e-5, atol=1e-5)

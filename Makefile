@@ -81,7 +81,7 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/ops/bf16_forward.py | tee bench/out/bf16_forward.txt
 
 demo: build
-	$(VPY) -m cospec_ext.cli demo --seeds 0 --n 300 --repeats 3 --timing-n 12 --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png
+	$(VPY) -m cospec_ext.cli demo --seeds 0 --n 300 --repeats 3 --timing-n 16 --json demo_out/demo.json --plot demo_out/cospec_accuracy_vs_speedup.png
 
 arbiter: build
 	rm -rf runs/arbiter

@@ -58,15 +58,19 @@ def test_forward_chain_equals_one_forward_per_node(compile):
     assert not ca.data[:, :, :B, :, P + steps:].any(), "the chain wrote past its last node"
 
 
-def test_chain_round_equals_level_by_level(monkeypatch):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chain_round_equals_level_by_level(monkeypatch, batch):
     """decode(compile=True) with the chain in one call gives the same tokens, arbiter decisions and
     arbiter inputs (draft logits and hidden states at each node's parent) as the per-level
-    forwards."""
+    forwards; at batch 3 with the chain forced on (a CPU cache of several rows does not chain by
+    default: test_chain_policy)."""
     target, draft = tiny("llama", 2, seed=43), tiny("llama", 1, seed=44, hidden=16)
     arb = Arbiter(FEATURE_NAMES, hidden=(4,), hidden_sizes=(32, 16), proj_dim=3, hidden_inputs=("t_cand", "d_parent"))
     with torch.no_grad():
         arb.out.weight.normal_(generator=torch.Generator().manual_seed(0))
-    ids, mask = prompts(3, 9)
+    ids, mask = prompts(batch, 9)
+    if batch > 1:
+        monkeypatch.setattr(NativeAdapter, "chains", lambda self, rows: True)
     kw = dict(mode="cospec", arbiter=arb, threshold=0.5, tree="chain:3;fixed", max_new_tokens=16,
               eos_token_id=EOS, pad_token_id=PAD, return_trace=True, compile=True)
     calls = []
@@ -93,3 +97,27 @@ def test_chain_round_equals_level_by_level(monkeypatch):
                 assert y[key] is None
             else:
                 torch.testing.assert_close(x[key], y[key], rtol=1e-5, atol=1e-5)
+
+
+def test_chain_policy(monkeypatch):
+    """Compiled on the CPU, a batch-1 call chains every round and a multi-row call never does
+    (its chain graph would be compiled at every batch bucket for ~2% of a round); eager, any
+    batch chains."""
+    target, draft = tiny("llama", 2, seed=45), tiny("llama", 1, seed=46, hidden=16)
+    calls = []
+    real = draft_mod.Drafter.chain_round
+
+    def counted(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
+    kw = dict(mode="spd", tree="chain:3;fixed", max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, compile=True)
+    for batch, want in ((1, True), (2, False)):
+        calls.clear()
+        ids, mask = prompts(batch, 8)
+        cospec_ext.decode(target, draft, ids, mask, **kw)
+        assert calls and all(c == want for c in calls), (batch, calls)
+    nat = NativeAdapter(HFAdapter(draft), compile=False)
+    assert nat.chains(1) and nat.chains(4)

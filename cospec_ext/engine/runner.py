@@ -102,8 +102,11 @@ class ModelRunner:
 
     @property
     def chains(self) -> bool:
-        """Whether the adapter runs a greedy chain of one-token forwards in one call (forward_chain)."""
-        return callable(getattr(self.adapter, "forward_chain", None))
+        """Whether the adapter runs a greedy chain of one-token forwards in one call over this
+        runner's cache (NativeAdapter.chains, forward_chain)."""
+        ok = getattr(self.adapter, "chains", None)
+        data = self.cache.data  # [2, L, rows, H, S, D] or None (spread over devices)
+        return callable(ok) and data is not None and ok(data.shape[2])
 
     def forward_chain(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor,
                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:

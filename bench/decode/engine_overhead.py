@@ -8,7 +8,8 @@ Runs SpecEngine directly (decode's setup) over held-out problems, greedy; per ca
 adapter's input padding. Reports the median over repeats of the per-call medians, the share
 of wall time, and the draft forwards per round (what the rounds did: chain:4;fixed drafts
 every round, 4 forwards; the adaptive chain:4 drafts as deep as pays on this host, and
-remembers that between calls, engine/adaptive.py).
+remembers that between calls, engine/adaptive.py), and the target's and the draft's forward
+milliseconds per round (their prefills included, spread over the call's rounds).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def one(tgt, drf, ids, mask, tree, max_new, eos, pad_id):
     wall = time.perf_counter() - t0
     fwd = eng.target.seconds + (eng.draft_runner.seconds if eng.draft_runner else 0.0)
     dfwd = eng.draft_runner.forwards if eng.draft_runner else 0
-    return (wall - fwd) / max(eng.rounds, 1), (wall - fwd) / wall, dfwd / max(eng.rounds, 1)
+    r = max(eng.rounds, 1)
+    return ((wall - fwd) / r, (wall - fwd) / wall, dfwd / r, eng.target.seconds / r,
+            (eng.draft_runner.seconds if eng.draft_runner else 0.0) / r)
 
 
 def main() -> None:
@@ -55,23 +58,29 @@ def main() -> None:
     pairs = {"eager": (as_adapter(target), as_adapter(draft)),
              "compiled": (_native(as_adapter(target)), _native(as_adapter(draft)))}
     print(f"engine time per round, batch 1, {args.n} held-out problems, {args.repeats} interleaved repeats")
-    print(f"  {'tree':<14} {'path':<9} {'ms/round':>9} {'share of wall':>13} {'draft fwd/round':>15}")
-    for tree in ("chain:1;fixed", "chain:4;fixed", "chain:4"):
+    print(f"  {'tree':<14} {'path':<9} {'ms/round':>9} {'share of wall':>13} {'draft fwd/round':>15}"
+          f" {'target fwd ms/round':>19} {'draft fwd ms/round':>18}")
+    for tree in ("chain:1;fixed", "chain:4;fixed", "chain:4", "chain:5;fixed"):
         for ids, mask in chunks:  # warm-up (compiles)
             for tgt, drf in pairs.values():
                 one(tgt, drf, ids, mask, tree, 64, task.eos_id, task.pad_id)
         per = {k: [] for k in pairs}
         share = {k: [] for k in pairs}
         dfr = {k: [] for k in pairs}
+        tms = {k: [] for k in pairs}
+        dms = {k: [] for k in pairs}
         for _ in range(args.repeats):
             for k, (tgt, drf) in pairs.items():
                 r = [one(tgt, drf, ids, mask, tree, 64, task.eos_id, task.pad_id) for ids, mask in chunks]
                 per[k].append(statistics.median(x[0] for x in r))
                 share[k].append(statistics.median(x[1] for x in r))
                 dfr[k].append(statistics.median(x[2] for x in r))
+                tms[k].append(statistics.median(x[3] for x in r))
+                dms[k].append(statistics.median(x[4] for x in r))
         for k in pairs:
             print(f"  {tree:<14} {k:<9} {statistics.median(per[k]) * 1e3:>9.3f} {statistics.median(share[k]):>13.2f}"
-                  f" {statistics.median(dfr[k]):>15.2f}")
+                  f" {statistics.median(dfr[k]):>15.2f} {statistics.median(tms[k]) * 1e3:>19.3f}"
+                  f" {statistics.median(dms[k]) * 1e3:>18.3f}")
 
 
 if __name__ == "__main__":

@@ -471,7 +471,7 @@ class NativeAdapter:
     def chains(self, rows: int) -> bool:
         """Whether a draft's greedy chain runs as one call (forward_chain) over a cache of `rows`
         rows. Compiled on the CPU only for one row (batch-1 calls): there the chain's graph makes
-        the demo pair's SPD 1.08x faster than the per-level forwards (a round drafts in 0.88 ms
+        the demo pair's SPD 1.08-1.13x faster than the per-level forwards (a round drafts in 0.88 ms
         instead of 1.17) for ~15 s more compile; with more rows it saves ~2% of a round and would
         cost that graph at every batch bucket the rows shrink through (make demo's cold graph
         building 430 s with it, 164 s without; bench/RESULTS.md). Calling the one-token graph

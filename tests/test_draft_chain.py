@@ -70,7 +70,7 @@ def test_chain_round_equals_level_by_level(monkeypatch, batch):
         arb.out.weight.normal_(generator=torch.Generator().manual_seed(0))
     ids, mask = prompts(batch, 9)
     if batch > 1:
-        monkeypatch.setattr(NativeAdapter, "chains", lambda self, rows: True)
+        monkeypatch.setattr(NativeAdapter, "chains", lambda self, live, rows: True)
     kw = dict(mode="cospec", arbiter=arb, threshold=0.5, tree="chain:3;fixed", max_new_tokens=16,
               eos_token_id=EOS, pad_token_id=PAD, return_trace=True, compile=True)
     calls = []
@@ -100,24 +100,31 @@ def test_chain_round_equals_level_by_level(monkeypatch, batch):
 
 
 def test_chain_policy(monkeypatch):
-    """Compiled on the CPU, a batch-1 call chains every round and a multi-row call never does
-    (its chain graph would be compiled at every batch bucket for ~2% of a round); eager, any
-    batch chains."""
+    """Compiled on the CPU, a round chains exactly while the live rows fill the cache's batch
+    bucket (one chain graph per cache, none per smaller bucket): every round of a batch-1 call,
+    the rounds of a batch-3 call (4-row cache) while 3 rows live; eager, any batch chains."""
+    from cospec_ext.engine.native import batch_bucket
+
     target, draft = tiny("llama", 2, seed=45), tiny("llama", 1, seed=46, hidden=16)
     calls = []
     real = draft_mod.Drafter.chain_round
 
     def counted(self, *a, **k):
         out = real(self, *a, **k)
-        calls.append(out is not None)
+        cache = self.runner.cache
+        calls.append((out is not None, batch_bucket(cache.batch, cache.data.shape[2]) == cache.data.shape[2]))
         return out
 
     monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
     kw = dict(mode="spd", tree="chain:3;fixed", max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, compile=True)
-    for batch, want in ((1, True), (2, False)):
+    for batch in (1, 3):
         calls.clear()
         ids, mask = prompts(batch, 8)
         cospec_ext.decode(target, draft, ids, mask, **kw)
-        assert calls and all(c == want for c in calls), (batch, calls)
-    nat = NativeAdapter(HFAdapter(draft), compile=False)
-    assert nat.chains(1) and nat.chains(4)
+        assert calls and all(chained == full for chained, full in calls), (batch, calls)
+        assert any(chained for chained, _ in calls)
+    compiled = NativeAdapter(HFAdapter(draft), compile=True)
+    assert compiled.chains(1, 1) and compiled.chains(8, 8) and compiled.chains(5, 8)
+    assert not compiled.chains(4, 8) and not compiled.chains(1, 8) and not compiled.chains(1, 2)
+    eager = NativeAdapter(HFAdapter(draft), compile=False)
+    assert eager.chains(1, 8) and eager.chains(3, 4)

@@ -1,14 +1,15 @@
 """The draft's greedy chain as one compiled graph (Drafter.chain_round) against its per-level
 forwards, on the shipped demo pair: SPD's tokens/s over compiled target-only, interleaved.
 
-    python bench/decode/chain_speed.py [--batch 1] [--n 16] [--repeats 9] [--threads 2]
+    python bench/decode/chain_speed.py [--batch 1] [--n 16] [--repeats 9] [--threads 2] [--all-buckets]
 
 Validation-split problems (seed VAL_SEED + 7), tree chain:5;fixed, decode(compile=True). Each
 variant decodes every problem once untimed (building its graphs; compile seconds printed),
 then `repeats` passes in rotating order; per pass tokens/s = new tokens / (wall - compile s).
 Prints each variant's median tokens/s, its median ratio over target-only in the same pass,
-and the median (and each pass's) ratio chain / per-level. At batch > 1 the CPU default does not
-chain (NativeAdapter.chains); the chain variant forces it there.
+and the median (and each pass's) ratio chain / per-level. The chain variant follows the CPU
+default (NativeAdapter.chains: chain while the live rows fill the cache's batch bucket);
+--all-buckets chains at every bucket the rows shrink through (a chain graph per bucket).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--all-buckets", action="store_true", help="chain at every batch bucket, not only the full one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tdir, ddir = str(ASSETS / "models" / "target"), str(ASSETS / "models" / "draft")
@@ -48,7 +50,7 @@ def main() -> None:
             return run_method("target", target, draft, task, probs, mode="target", **common)[0]
         chain = variant == "chain"
         draft_mod.Drafter.chain_round = real_round if chain else (lambda self, *a, **k: None)
-        NativeAdapter.chains = (lambda self, rows: True) if chain else real_chains
+        NativeAdapter.chains = (lambda self, live, rows: True) if chain and args.all_buckets else real_chains
         return run_method(variant, target, draft, task, probs, mode="spd", **common)[0]
 
     variants = ["target", "per-level", "chain"]

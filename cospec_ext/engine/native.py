@@ -468,15 +468,16 @@ class NativeAdapter:
         return _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden)
 
 
-    def chains(self, rows: int) -> bool:
-        """Whether a draft's greedy chain runs as one call (forward_chain) over a cache of `rows`
-        rows. Compiled on the CPU only for one row (batch-1 calls): there the chain's graph makes
-        the demo pair's SPD 1.08-1.13x faster than the per-level forwards (a round drafts in 0.88 ms
-        instead of 1.17) for ~15 s more compile; with more rows it saves ~2% of a round and would
-        cost that graph at every batch bucket the rows shrink through (make demo's cold graph
-        building 430 s with it, 164 s without; bench/RESULTS.md). Calling the one-token graph
-        once per step instead (no new graph) was 0.89x the fused chain's speed."""
-        return not self.compile or self.device.type == "cuda" or rows == 1
+    def chains(self, live: int, rows: int) -> bool:
+        """Whether a draft's greedy chain runs as one call (forward_chain) for `live` rows of a
+        cache of `rows` rows. Compiled on the CPU only while the live rows fill the cache's
+        batch bucket (a batch-1 call always; a batch-8 call until its first rows finish): one
+        chain graph per cache, not one per batch bucket the rows shrink through. At batch 1 the
+        graph makes the demo pair's SPD 1.08-1.13x faster than the per-level forwards (a round
+        drafts in 0.88 ms instead of 1.17) for ~15 s more compile; built at every bucket it took
+        make demo's cold graph building from 164 s to 430 s (bench/RESULTS.md). Calling the
+        one-token graph once per step instead (no new graph) was 0.89x the fused chain's speed."""
+        return not self.compile or self.device.type == "cuda" or batch_bucket(live, rows) == rows
 
     def forward_chain(self, input_ids, position_ids, attention_mask, kv, steps: int):
         """A greedy chain of `steps` one-token forwards in one graph (`_Core.chain`): input_ids,

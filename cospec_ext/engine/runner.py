@@ -106,7 +106,7 @@ class ModelRunner:
         runner's cache (NativeAdapter.chains, forward_chain)."""
         ok = getattr(self.adapter, "chains", None)
         data = self.cache.data  # [2, L, rows, H, S, D] or None (spread over devices)
-        return callable(ok) and data is not None and ok(data.shape[2])
+        return callable(ok) and data is not None and ok(self.cache.batch, data.shape[2])
 
     def forward_chain(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor,
                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:

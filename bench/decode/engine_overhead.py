@@ -1,7 +1,7 @@
 """The engine's own time per verification round (everything but model forwards), eager and
-compiled, on the shipped demo pair at batch 1.
+compiled, on the shipped demo pair (default batch 1).
 
-    python bench/decode/engine_overhead.py [--n 16] [--repeats 5] [--threads 2]
+    python bench/decode/engine_overhead.py [--n 16] [--repeats 5] [--threads 2] [--batch 1] [--trees T,...]
 
 Runs SpecEngine directly (decode's setup) over held-out problems, greedy; per call
 (wall - target forward s - draft forward s) / rounds; a forward's time includes the native
@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1, help="rows per call")
+    ap.add_argument("--trees", default="chain:1;fixed,chain:4;fixed,chain:4,chain:5;fixed", help="comma-separated")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from cospec_ext.task.arith import generate
@@ -54,13 +56,13 @@ def main() -> None:
 
     target, draft = demo_pair()
     task, probs = ArithTask(), generate(args.n, seed=5, split="validation")
-    chunks = [task.encode([p["question"]]) for p in probs]
+    chunks = [task.encode([p["question"] for p in probs[i:i + args.batch]]) for i in range(0, args.n, args.batch)]
     pairs = {"eager": (as_adapter(target), as_adapter(draft)),
              "compiled": (_native(as_adapter(target)), _native(as_adapter(draft)))}
-    print(f"engine time per round, batch 1, {args.n} held-out problems, {args.repeats} interleaved repeats")
+    print(f"engine time per round, batch {args.batch}, {args.n} held-out problems, {args.repeats} interleaved repeats")
     print(f"  {'tree':<14} {'path':<9} {'ms/round':>9} {'share of wall':>13} {'draft fwd/round':>15}"
           f" {'target fwd ms/round':>19} {'draft fwd ms/round':>18}")
-    for tree in ("chain:1;fixed", "chain:4;fixed", "chain:4", "chain:5;fixed"):
+    for tree in args.trees.split(","):
         for ids, mask in chunks:  # warm-up (compiles)
             for tgt, drf in pairs.values():
                 one(tgt, drf, ids, mask, tree, 64, task.eos_id, task.pad_id)

@@ -27,8 +27,9 @@ COMPILED_QUERY_MAX tokens (a draft's catch-up after many idle rounds) run the sa
 eagerly; their matrix products over many rows are compute-bound, where a graph saves little,
 and compiling one per prompt length once cost a 538 MB model 90 s for one new prompt. So a
 model compiles at most (query buckets <= COMPILED_QUERY_MAX: 10) x (batch buckets: powers of
-two up to the cache's rows) x (cache lengths met) graphs, and after one call every later call
-whose prompt + new tokens fit the same cache length meets no new graph.
+two up to the cache's rows) x (cache lengths met) graphs, plus one draft chain graph
+(`_Core.chain`) per cache shape, and after one call every later call whose prompt + new
+tokens fit the same cache length meets no new graph.
 """
 
 from __future__ import annotations

@@ -26,6 +26,20 @@ def _prefilled(nat, B, rows, P, S, seed):
     return cache, torch.randint(4, 64, (B, 1), generator=g)
 
 
+def _count_chain_rounds(monkeypatch, note) -> list:
+    """Patches Drafter.chain_round to append note(drafter, its result) per call; returns the list."""
+    calls = []
+    real = draft_mod.Drafter.chain_round
+
+    def counted(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(note(self, out))
+        return out
+
+    monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
+    return calls
+
+
 @pytest.mark.parametrize("compile", [False, True])
 def test_forward_chain_equals_one_forward_per_node(compile):
     """steps forwards in one call == one forward per node, each fed the last argmax; B = 3 rows in
@@ -73,15 +87,7 @@ def test_chain_round_equals_level_by_level(monkeypatch, batch):
         monkeypatch.setattr(NativeAdapter, "chains", lambda self, live, rows: True)
     kw = dict(mode="cospec", arbiter=arb, threshold=0.5, tree="chain:3;fixed", max_new_tokens=16,
               eos_token_id=EOS, pad_token_id=PAD, return_trace=True, compile=True)
-    calls = []
-    real = draft_mod.Drafter.chain_round
-
-    def counted(self, *a, **k):
-        out = real(self, *a, **k)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
+    calls = _count_chain_rounds(monkeypatch, lambda drafter, out: out is not None)
     fused = cospec_ext.decode(target, draft, ids, mask, **kw)
     assert calls and all(calls), "the chain did not run in one call"
     monkeypatch.setattr(draft_mod.Drafter, "chain_round", lambda self, *a, **k: None)
@@ -106,16 +112,11 @@ def test_chain_policy(monkeypatch):
     from cospec_ext.engine.native import batch_bucket
 
     target, draft = tiny("llama", 2, seed=45), tiny("llama", 1, seed=46, hidden=16)
-    calls = []
-    real = draft_mod.Drafter.chain_round
+    def note(drafter, out):
+        cache = drafter.runner.cache
+        return out is not None, batch_bucket(cache.batch, cache.data.shape[2]) == cache.data.shape[2]
 
-    def counted(self, *a, **k):
-        out = real(self, *a, **k)
-        cache = self.runner.cache
-        calls.append((out is not None, batch_bucket(cache.batch, cache.data.shape[2]) == cache.data.shape[2]))
-        return out
-
-    monkeypatch.setattr(draft_mod.Drafter, "chain_round", counted)
+    calls = _count_chain_rounds(monkeypatch, note)
     kw = dict(mode="spd", tree="chain:3;fixed", max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, compile=True)
     for batch in (1, 3):
         calls.clear()

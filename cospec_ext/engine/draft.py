@@ -139,7 +139,7 @@ class Drafter:
             return None
         if int(root_slot_host.max()) + depth >= self.runner.cache.max_len - 1:  # the spare slot stays unwritten
             return None
-        toks, logits = self.runner.forward_chain(root[:, None], root_slot, root_slot_host, depth + 1)
+        toks, logits = self.runner.forward_chain(root[:, None], root_slot, root_slot_host, self._chain(1), depth + 1)
         hid = self.runner.last_hidden  # [B, depth + 1, H] or None
         self.root_slot, self.root_slot_host = root_slot, root_slot_host
         self.root_hidden = hid[:, 0] if hid is not None else None

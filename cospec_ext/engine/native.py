@@ -440,34 +440,12 @@ class NativeAdapter:
             logits, hid = self.core(_std(input_ids), _std(position_ids), _std(attention_mask), _std(slots), view,
                                     keep=logits_to_keep)  # [B, logits_to_keep or n, V]
             return (logits, hid) if return_hidden else logits
-        if s_used < S:  # slots past s_used: never attended
-            attention_mask = F.pad(attention_mask, (0, S - s_used), value=False)
-        if (Bb, nb) == (B, n):  # nothing else to pad
-            tok, pos, slots, mask = _std(input_ids), _std(position_ids), _std(slots), _std(attention_mask)
-        else:  # padding tokens sit at position 0, write slot S - 1 and attend every slot (all finite)
-            grow = (0, nb - n, 0, Bb - B)
-            tok, pos = F.pad(input_ids, grow), F.pad(position_ids, grow)
-            slots = F.pad(slots, grow, value=S - 1)
-            mask = F.pad(attention_mask, (0, 0) + grow[:2] + (0, 0) + grow[2:], value=True)  # [Bb, 1, nb, S]
+        inputs = _padded(input_ids, position_ids, attention_mask, slots, Bb, nb, S) + (cache,)
         if not self.compile:
-            logits, hid = self.core(tok, pos, mask, slots, cache)
+            logits, hid = self.core(*inputs)
         else:
-            key = (Bb, nb, tuple(cache.shape), cache.dtype, dev)
-            new = key not in self.compiled.fns
-            t0 = time.perf_counter()
-            if dev.type == "cuda":
-                if getattr(cache, "_dynamo_static_input_type", None) is None:
-                    torch._dynamo.mark_static_address(cache)  # written in place by the CUDA graphs
-                torch.compiler.cudagraph_mark_step_begin()
-            logits, hid = self.compiled.run(key, (tok, pos, mask, slots, cache))
-            if dev.type == "cuda":  # CUDA graph outputs are overwritten by the next replay
-                logits, hid = logits.clone(), hid.clone()
-            if new:
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                self.compile_seconds += time.perf_counter() - t0
+            logits, hid = self._graph((Bb, nb, tuple(cache.shape), cache.dtype, dev), inputs)
         return _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden)
-
 
     def chains(self, live: int, rows: int) -> bool:
         """Whether a draft's greedy chain runs as one call (forward_chain) for `live` rows of a
@@ -488,40 +466,52 @@ class NativeAdapter:
         logits [B, steps, V], last hidden states [B, steps, hidden])."""
         B = input_ids.shape[0]
         cache = kv.cache.data  # [2, L, B0, H, S, D]
-        B0, S = cache.shape[2], cache.shape[4]
-        Bb = batch_bucket(B, B0)
-        slots = kv.slot_tensor(1)  # [B, 1]
-        mask = attention_mask  # [B, 1, 1, S]
-        if mask.shape[-1] < S:
-            mask = F.pad(mask, (0, S - mask.shape[-1]), value=False)
-        if Bb == B:
-            tok, pos, slots, mask = _std(input_ids), _std(position_ids), _std(slots), _std(mask)
-        else:  # padding rows: token 0 at position 0 on the spare slot S - 1, every slot open
-            grow = (0, 0, 0, Bb - B)
-            tok, pos = F.pad(input_ids, grow), F.pad(position_ids, grow)
-            slots = F.pad(slots, grow, value=S - 1)
-            mask = F.pad(mask, (0, 0, 0, 0, 0, 0, 0, Bb - B), value=True)
+        Bb = batch_bucket(B, cache.shape[2])
+        inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(1), Bb, 1, cache.shape[4]) + (cache,)
         if not self.compile:
-            toks, logits, hid = self.core.chain(tok, pos, mask, slots, cache, steps)
+            toks, logits, hid = self.core.chain(*inputs, steps)
         else:
-            key = ("chain", Bb, steps, tuple(cache.shape), cache.dtype, input_ids.device)
-            new = key not in self.compiled.fns
-            t0 = time.perf_counter()
-            cuda = input_ids.device.type == "cuda"
+            toks, logits, hid = self._graph(("chain", Bb, steps, tuple(cache.shape), cache.dtype, input_ids.device),
+                                            inputs)
+        return toks[:B], logits[:B], hid[:B]
+
+    def _graph(self, key: tuple, inputs: tuple) -> tuple:
+        """The compiled graph of `key` run on inputs (tokens, positions, mask, slots, cache), its
+        first call's seconds (compiling) added to compile_seconds. On a GPU it is a CUDA graph:
+        the cache is marked static (written in place) and the outputs are cloned, since the
+        next replay overwrites them."""
+        cache, dev = inputs[-1], inputs[0].device
+        new = key not in self.compiled.fns
+        t0 = time.perf_counter()
+        cuda = dev.type == "cuda"
+        if cuda:
+            if getattr(cache, "_dynamo_static_input_type", None) is None:
+                torch._dynamo.mark_static_address(cache)
+            torch.compiler.cudagraph_mark_step_begin()
+        out = self.compiled.run(key, inputs)
+        if cuda:
+            out = tuple(t.clone() for t in out)
+        if new:
             if cuda:
-                if getattr(cache, "_dynamo_static_input_type", None) is None:
-                    torch._dynamo.mark_static_address(cache)
-                torch.compiler.cudagraph_mark_step_begin()
-            toks, logits, hid = self.compiled.run(key, (tok, pos, mask, slots, cache))
-            if cuda:  # CUDA graph outputs are overwritten by the next replay
-                toks, logits, hid = toks.clone(), logits.clone(), hid.clone()
-            if new:
-                if cuda:
-                    torch.cuda.synchronize(input_ids.device)
-                self.compile_seconds += time.perf_counter() - t0
-        if Bb != B:
-            toks, logits, hid = toks[:B], logits[:B], hid[:B]
-        return toks, logits, hid
+                torch.cuda.synchronize(dev)
+            self.compile_seconds += time.perf_counter() - t0
+        return out
+
+
+def _padded(input_ids, position_ids, attention_mask, slots, Bb: int, nb: int, S: int) -> tuple:
+    """(tokens, positions, mask, slots) of B rows x n tokens padded to a graph's [Bb, nb]:
+    the mask widened to all S slots (slots past its width are never attended), padding tokens
+    at position 0 writing the spare slot S - 1 and attending every slot (all finite); every
+    tensor with standard strides. Shapes: int64 [Bb, nb] x 3 and bool mask [Bb, 1, nb, S]."""
+    B, n = input_ids.shape
+    if attention_mask.shape[-1] < S:
+        attention_mask = F.pad(attention_mask, (0, S - attention_mask.shape[-1]), value=False)
+    if (Bb, nb) == (B, n):
+        return _std(input_ids), _std(position_ids), _std(attention_mask), _std(slots)
+    grow = (0, nb - n, 0, Bb - B)
+    return (F.pad(input_ids, grow), F.pad(position_ids, grow),
+            F.pad(attention_mask, (0, 0) + grow[:2] + (0, 0) + grow[2:], value=True),  # [Bb, 1, nb, S]
+            F.pad(slots, grow, value=S - 1))
 
 
 def _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden):

@@ -43,23 +43,26 @@ class ModelRunner:
         self.want_hidden = False  # keep the last forward's hidden states (arbiters that read them)
         self.last_hidden: torch.Tensor | None = None  # [B, n, hidden_size]
         self._root: tuple | None = None  # forward_nodes' per-root values, keyed by its tensors
-        self._root_anc = torch.ones(1, 1, 1, dtype=torch.bool, device=adapter.device)  # node 0's ancestor row
 
-    def _run(self, *args, **kw) -> torch.Tensor:
+    def _timed(self, call, forwards: int = 1):
+        """call() timed into `seconds` (less any graph it compiled: the adapter's compile_seconds)
+        and counted as `forwards` forwards."""
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
         t0 = time.perf_counter()
         c0 = getattr(self.adapter, "compile_seconds", 0.0)
-        if self.want_hidden:
-            out, self.last_hidden = self.adapter.forward(*args, return_hidden=True, **kw)
-        else:
-            out = self.adapter.forward(*args, **kw)
+        out = call()
         if self._sync:
             torch.cuda.synchronize(self.adapter.device)
-        # a forward that compiled a graph is timed without its compile time
         self.seconds += time.perf_counter() - t0 - (getattr(self.adapter, "compile_seconds", 0.0) - c0)
-        self.forwards += 1
+        self.forwards += forwards
         return out
+
+    def _run(self, *args, **kw) -> torch.Tensor:
+        if self.want_hidden:
+            out, self.last_hidden = self._timed(lambda: self.adapter.forward(*args, return_hidden=True, **kw))
+            return out
+        return self._timed(lambda: self.adapter.forward(*args, **kw))
 
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids int64 [B, P] (left-padded) into slots [0, P) -> last-position logits [B, V]."""
@@ -80,13 +83,7 @@ class ModelRunner:
         Returns logits [B, n, V].
         """
         B, n = tokens.shape
-        # what depends on the root only, made once for the levels of a round (same tensors)
-        r = self._root
-        if r is None or r[0] is not root_slot or r[1] is not root_slot_host or r[2] is not self.pad:
-            h = root_slot_host.tolist()
-            r = self._root = (root_slot, root_slot_host, self.pad, (root_slot - self.pad)[:, None], max(h),
-                              min(h) == max(h))
-        _, _, _, first_pos, s_max, same_root = r  # first_pos [B, 1]: the root's position
+        first_pos, s_max, same_root = self._root_facts(root_slot, root_slot_host)
         positions = first_pos + depth  # [B, n] or broadcast
         if not torch.is_tensor(depth) or depth.dim() == 0:
             positions = positions.expand(B, n)
@@ -108,29 +105,32 @@ class ModelRunner:
         data = self.cache.data  # [2, L, rows, H, S, D] or None (spread over devices)
         return callable(ok) and data is not None and ok(self.cache.batch, data.shape[2])
 
+    def _root_facts(self, root_slot: torch.Tensor, root_slot_host: torch.Tensor) -> tuple:
+        """(the root's position int64 [B, 1], the largest root slot, whether every row's root
+        sits at the same slot): what depends on the root only, made once for the forwards of a
+        round (keyed by the same tensors)."""
+        r = self._root
+        if r is None or r[0] is not root_slot or r[1] is not root_slot_host or r[2] is not self.pad:
+            h = root_slot_host.tolist()
+            r = self._root = (root_slot, root_slot_host, self.pad, (root_slot - self.pad)[:, None], max(h),
+                              min(h) == max(h))
+        return r[3:]
+
     def forward_chain(self, tokens: torch.Tensor, root_slot: torch.Tensor, root_slot_host: torch.Tensor,
-                      steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      anc: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A greedy chain from node 0 (`NativeAdapter.forward_chain`): tokens int64 [B, 1] at
         root_slot [B] (CPU copy root_slot_host); node i sits at root_slot + i, position
-        root_slot - pad + i, and attends its row's prefix and nodes 0..i. Counts `steps` forwards;
+        root_slot - pad + i, and attends its row's prefix and nodes 0..i. anc: bool [1, 1, 1],
+        node 0's ancestor-or-self row (as forward_nodes). Counts `steps` forwards;
         `last_hidden` gets the hidden states [B, steps, H].
         Returns (argmaxes int64 [B, steps], logits [B, steps, V])."""
-        h = root_slot_host.tolist()
-        positions = (root_slot - self.pad)[:, None]  # [B, 1]
-        mask = self.masks.tree(self.pad, root_slot, self._root_anc, self.cache.max_len)
-        if min(h) == max(h):
-            kv = KVView(self.cache, h[0] + 1, uniform_start=h[0])
+        first_pos, s_max, same_root = self._root_facts(root_slot, root_slot_host)
+        mask = self.masks.tree(self.pad, root_slot, anc, self.cache.max_len)
+        if same_root:
+            kv = KVView(self.cache, s_max + 1, uniform_start=s_max)
         else:
-            kv = KVView(self.cache, max(h) + 1, slots=root_slot[:, None])  # [B, 1]
-        if self._sync:
-            torch.cuda.synchronize(self.adapter.device)
-        t0 = time.perf_counter()
-        c0 = getattr(self.adapter, "compile_seconds", 0.0)
-        toks, logits, hid = self.adapter.forward_chain(tokens, positions, mask, kv, steps)
-        if self._sync:
-            torch.cuda.synchronize(self.adapter.device)
-        self.seconds += time.perf_counter() - t0 - (getattr(self.adapter, "compile_seconds", 0.0) - c0)
-        self.forwards += steps
+            kv = KVView(self.cache, s_max + 1, slots=root_slot[:, None])  # [B, 1]
+        toks, logits, hid = self._timed(lambda: self.adapter.forward_chain(tokens, first_pos, mask, kv, steps), steps)
         self.last_hidden = hid if self.want_hidden else None
         return toks, logits
 

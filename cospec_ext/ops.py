@@ -532,6 +532,67 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     return y.view(*x.shape[:-1], N)
 
 
+PANEL = 48  # columns per panel of a packed weight (csrc/linear_packed/linear_packed.h kPanel)
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A weight W [N, K] in the column panels linear_packed reads, float32 [ceil(N / 48), K, 48]:
+
+        packed[p, k, c] = W[p * 48 + c, k]     (0 where p * 48 + c >= N)
+
+    A copy (the CPU kernel streams each panel's K x 48 floats in order); repack after W changes."""
+    check.tensor("weight", weight, dtypes=(torch.float32,), dim=2)
+    N, K = weight.shape
+    P = -(-N // PANEL)
+    w = weight.detach()
+    if P * PANEL != N:
+        w = torch.cat((w, w.new_zeros(P * PANEL - N, K)))  # [P * 48, K]
+    return w.view(P, PANEL, K).transpose(1, 2).contiguous()  # [P, K, 48]
+
+
+def linear_packed(x: torch.Tensor, packed: torch.Tensor, n: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """y = x @ W.T + bias for many rows, W [n, K] given packed (`pack_weight(W)`).
+
+        y[..., j] = sum_k x[..., k] * W[j, k] + bias[j]      float32
+
+    Built for M = x.numel() / K of 16 rows and more on the CPU (a batch-8 verification of 48
+    tokens, a prefill), where the product is bound by the FMA units: each k step broadcasts
+    x[m, k] over a 48-column panel row for 8 rows of x at once (AVX-512; 2 with AVX2, 1 with the
+    portable build), no lane sums; the panels are split over torch's threads from 256 KiB on
+    and the next one is prefetched while a panel's row blocks run. On CUDA it rebuilds W and
+    calls cuBLAS (`F.linear`).
+
+    Args:
+        x: [..., K] float32, any strides.
+        packed: float32 [ceil(n / 48), K, 48], contiguous, x's device.
+        n: W's rows (the output width).
+        bias: float32 [n] or None.
+    Returns:
+        float32 [..., n].
+    """
+    check.tensor("x", x, dtypes=(torch.float32,))
+    check.tensor("packed", packed, dtypes=(torch.float32,), dim=3, device=x.device)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be a positive int (W's rows), got {n!r}")
+    if x.dim() == 0 or tuple(packed.shape) != (-(-n // PANEL), x.shape[-1], PANEL):
+        raise ValueError(f"`packed` must be [ceil(n / {PANEL}), K, {PANEL}] = [{-(-n // PANEL)}, "
+                         f"{x.shape[-1] if x.dim() else '?'}, {PANEL}] for n = {n} and x [..., K], "
+                         f"got {list(packed.shape)} and x {list(x.shape)}")
+    if bias is not None:
+        check.tensor("bias", bias, dtypes=(torch.float32,), dim=1, device=x.device)
+        if bias.shape[0] != n:
+            raise ValueError(f"`bias` must be [n] = [{n}], got {list(bias.shape)}")
+    y = _ops.linear_packed(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), packed.contiguous(), n, bias)  # [M, n]
+    return y.view(*x.shape[:-1], n)
+
+
+@torch.library.register_fake("cospec::linear_packed")
+def _linear_packed_fake(x, packed, n, bias=None):
+    torch._check(x.dim() == 2 and packed.dim() == 3, lambda: "x must be [M, K] and packed [P, K, 48]")
+    torch._check(packed.shape[1] == x.shape[1], lambda: "x [M, K] and packed [P, K, 48] must share K")
+    return x.new_empty((x.shape[0], n))
+
+
 @torch.library.register_fake("cospec::linear_rows")
 def _linear_rows_fake(x, weight, bias=None):
     torch._check(x.dim() == 2 and weight.dim() == 2, lambda: "x must be [M, K] and weight [N, K]")

@@ -298,3 +298,14 @@ def linear_rows_ref(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
     """linear_rows in float64: y[..., n] = sum_k x[..., k] weight[n, k] + bias[n], float64 [..., N]."""
     y = x.double() @ weight.double().T
     return y if bias is None else y + bias.double()
+
+
+def linear_packed_ref(x: torch.Tensor, packed: torch.Tensor, n: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """linear_packed in float64, from the panels by loops over them (not pack_weight's inverse):
+    W[p * 48 + c, k] = packed[p, k, c]; y[..., j] = sum_k x[..., k] W[j, k] + bias[j], float64 [..., n]."""
+    P, K, C = packed.shape
+    w = torch.zeros(P * C, K, dtype=torch.float64)
+    for p in range(P):
+        for c in range(C):
+            w[p * C + c] = packed[p, :, c].double()
+    return linear_rows_ref(x, w[:n], bias)

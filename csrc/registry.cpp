@@ -44,4 +44,7 @@ TORCH_LIBRARY(cospec, m) {
   // y = x W^T + b for a handful of rows x [M, K] (a decode step, a draft level, a verification
   // tree), reading each weight W [N, K] once: register tiles over rows, float32 accumulation.
   m.def("linear_rows(Tensor x, Tensor weight, Tensor? bias=None) -> Tensor");
+  // y = x W^T + b for many rows x [M, K] (a batched verification, a prefill), W [n, K] given as
+  // column panels packed [ceil(n / 48), K, 48] (ops.pack_weight): broadcast-FMA register tiles.
+  m.def("linear_packed(Tensor x, Tensor packed, int n, Tensor? bias=None) -> Tensor");
 }

@@ -44,6 +44,9 @@ def samples(device):
         "linear_rows": [(d(torch.randn(5, 33, generator=g)), d(torch.randn(21, 33, generator=g)), None),
                         (d(torch.randn(3, 16, generator=g).bfloat16()), d(torch.randn(7, 16, generator=g).bfloat16()),
                          d(torch.randn(7, generator=g).bfloat16()))],
+        "linear_packed": [(d(torch.randn(20, 33, generator=g)), d(ops.pack_weight(torch.randn(50, 33, generator=g))), 50,
+                           d(torch.randn(50, generator=g))),
+                          (d(torch.randn(3, 16, generator=g)), d(ops.pack_weight(torch.randn(7, 16, generator=g))), 7, None)],
         "node_features": [
             (d(x), d(cand), d(par), d(depth), d(torch.randint(0, 3, (3, 9), generator=g)),
              d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
@@ -57,7 +60,7 @@ def samples(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
-                                "commit_tokens", "tree_mask", "linear_rows"])
+                                "commit_tokens", "tree_mask", "linear_rows", "linear_packed"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

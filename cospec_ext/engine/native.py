@@ -42,6 +42,8 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from .. import ops
+
 SUPPORTED = ("llama", "qwen2", "mistral")
 _ACTS = {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
@@ -134,6 +136,39 @@ class _Core(torch.nn.Module):
         self.eps = [float(getattr(ly.input_layernorm, "variance_epsilon", getattr(cfg, "rms_norm_eps", 1e-6)))
                     for ly in self.layers]
         self.final_eps = float(getattr(self.norm, "variance_epsilon", getattr(cfg, "rms_norm_eps", 1e-6)))
+        # CPU float32 weights: a packed copy of each projection for forwards over many rows
+        # (`_linear`), as non-persistent buffers "pk{layer}_{q,k,v,o,gate,up,down}" and "pk_head"
+        self._packed: list = []  # (buffer name, module, the weight's (data_ptr, version) when packed)
+        w = self.head.weight
+        if w.device.type == "cpu" and w.dtype == torch.float32 and all(
+                p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
+            for li, ly in enumerate(self.layers):
+                at, m = ly.self_attn, ly.mlp
+                for name, lin in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
+                                  ("gate", m.gate_proj), ("up", m.up_proj), ("down", m.down_proj)):
+                    self._pack(f"pk{li}_{name}", lin)
+            self._pack("pk_head", self.head)
+
+    def _pack(self, name: str, lin: torch.nn.Module) -> None:
+        self.register_buffer(name, ops.pack_weight(lin.weight), persistent=False)
+        self._packed.append((name, lin, _stamp(lin.weight)))
+
+    def refresh_packed(self) -> int:
+        """Repacks (in place: compiled graphs keep their buffers) every packed weight that changed
+        since it was packed (another tensor, or an in-place update: its version counter); returns
+        how many. NativeAdapter calls it once per decode call."""
+        n = 0
+        for i, (name, lin, stamp) in enumerate(self._packed):
+            now = _stamp(lin.weight)
+            if now != stamp or now is None:
+                getattr(self, name).copy_(ops.pack_weight(lin.weight))
+                self._packed[i] = (name, lin, now)
+                n += 1
+        return n
+
+    def _pk(self, name: str):
+        """The packed copy `name` (None when the weights are not packed)."""
+        return getattr(self, name, None) if self._packed else None
 
     @staticmethod
     def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
@@ -162,9 +197,9 @@ class _Core(torch.nn.Module):
         for li, layer in enumerate(self.layers):
             at = layer.self_attn
             h = self._rms(x, layer.input_layernorm.weight, self.eps[li])
-            q = _linear(h, at.q_proj).view(Bb, nb, Hq, D).transpose(1, 2)  # [Bb, Hq, nb, D]
-            k = _linear(h, at.k_proj).view(Bb, nb, Hk, D).transpose(1, 2)  # [Bb, Hk, nb, D]
-            v = _linear(h, at.v_proj).view(Bb, nb, Hk, D).transpose(1, 2)
+            q = _linear(h, at.q_proj, self._pk(f"pk{li}_q")).view(Bb, nb, Hq, D).transpose(1, 2)  # [Bb, Hq, nb, D]
+            k = _linear(h, at.k_proj, self._pk(f"pk{li}_k")).view(Bb, nb, Hk, D).transpose(1, 2)  # [Bb, Hk, nb, D]
+            v = _linear(h, at.v_proj, self._pk(f"pk{li}_v")).view(Bb, nb, Hk, D).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
             # one in-place index_put_ on the cache itself (not on a view of it), which inductor
@@ -173,12 +208,13 @@ class _Core(torch.nn.Module):
             cache.index_put_(idx, torch.stack((k, v)).to(cache.dtype))  # values [2, Bb, Hk, nb, D]
             o = F.scaled_dot_product_attention(q, cache[0, li, :Bb], cache[1, li, :Bb], attn_mask=mask,
                                                scale=D**-0.5, enable_gqa=Hq != Hk)  # [Bb, Hq, nb, D]
-            x = x + _linear(o.transpose(1, 2).reshape(Bb, nb, Hq * D), at.o_proj)
+            x = x + _linear(o.transpose(1, 2).reshape(Bb, nb, Hq * D), at.o_proj, self._pk(f"pk{li}_o"))
             h = self._rms(x, layer.post_attention_layernorm.weight, self.eps[li])
             m = layer.mlp
-            x = x + _linear(self.act(_linear(h, m.gate_proj)) * _linear(h, m.up_proj), m.down_proj)
+            x = x + _linear(self.act(_linear(h, m.gate_proj, self._pk(f"pk{li}_gate"))) * _linear(h, m.up_proj, self._pk(f"pk{li}_up")),
+                             m.down_proj, self._pk(f"pk{li}_down"))
         hid = self._rms(x[:, -keep:] if keep else x, self.norm.weight, self.final_eps)
-        return _linear(hid, self.head), hid
+        return _linear(hid, self.head, self._pk("pk_head")), hid
 
     def chain(self, tokens, positions, mask, slots, cache, steps: int = 1):
         """`steps` forwards of one token per row, each fed the argmax of the last (a draft's greedy
@@ -203,30 +239,51 @@ class _Core(torch.nn.Module):
         return torch.cat(toks, 1), torch.cat(logits, 1), torch.cat(hids, 1)
 
 
-# Rows up to which a CPU projection runs as cospec::linear_rows (below): it reads 20 float32
-# [1536, 576] weights 1.55x / 1.26x / 1.04x faster than the fastest other path at 16 / 24 / 32
-# rows and 0.88x at 48 (bench/ops/gemv_speed.py --rows 16,24,32,48, 2026-12-07); a 20-token
-# eager prefill of a 48 MiB model: 8.4 ms against 9.9 with 16.
+# Rows up to which a CPU projection runs as cospec::linear_rows (below) where its weight has no
+# packed copy: it reads 20 float32 [1536, 576] weights 1.55x / 1.26x / 1.04x faster than the
+# fastest other path at 16 / 24 / 32 rows and 0.88x at 48 (bench/ops/gemv_speed.py --rows
+# 16,24,32,48, 2026-12-07); a 20-token eager prefill of a 48 MiB model: 8.4 ms against 9.9 with 16.
 LINEAR_ROWS_MAX = 32
+# Rows from which a CPU projection with a packed copy runs as cospec::linear_packed: over the
+# demo target's 57 projections, linear_rows / linear_packed / F.linear take 4.6 / 5.9 / 6.8 ms at
+# 16 rows, 6.6 / 6.4 / 8.3 at 24 and 12.4 / 9.9 / 11.3 at 48 (bench/ops/linear_packed_speed.py).
+PACKED_ROWS_MIN = 17
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
 
-def _linear(x: torch.Tensor, lin: torch.nn.Module) -> torch.Tensor:
+def _stamp(w: torch.Tensor):
+    """What tells a weight's packed copy stale: (storage address, version counter), None where
+    the tensor has no version counter (an inference tensor: then it is repacked every call)."""
+    try:
+        return (w.data_ptr(), w._version)
+    except RuntimeError:
+        return None
+
+
+def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None = None) -> torch.Tensor:
     """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
 
-    On the CPU with at most LINEAR_ROWS_MAX rows (decode steps, draft levels, verification
-    trees) through `cospec::linear_rows`, which reads W once for all rows (register tiles over
-    rows; W split over torch's threads from 256 KiB on): a forward bound by reading the weights
-    then costs about the same for 1 and for 8 tokens (bench/ops/forward_buckets.py). Inside a
-    compiled graph the op is an extern call between inductor's fused kernels. More rows (a
-    prefill) and other devices use `F.linear` (MKL, cuBLAS). bfloat16 weights too: inductor's
-    per-row reduction streams them faster on bare matrices at one row (0.95 vs 1.27 ms,
-    bench/ops/gemv_speed.py --dtype bfloat16) but is 1.7x slower in the whole forward
-    (bench/ops/bf16_forward.py)."""
+    On the CPU, with few rows (decode steps, draft levels, batch-1 verification trees: below
+    PACKED_ROWS_MIN, or up to LINEAR_ROWS_MAX without `packed`) through `cospec::linear_rows`,
+    which reads W once for all rows (register tiles over rows; W split over torch's threads from
+    256 KiB on): a forward bound by reading the weights then costs about the same for 1 and for
+    8 tokens (bench/ops/forward_buckets.py). With more rows (a batch-8 verification, a prefill)
+    the product is bound by the FMA units: through `cospec::linear_packed` over `packed`
+    (ops.pack_weight(W), float32 [ceil(out / 48), in, 48]), broadcast-FMA tiles without lane sums.
+    Inside a compiled graph the ops are extern calls between inductor's fused kernels. Other
+    cases (no packed copy and more rows, other devices) use `F.linear` (MKL, cuBLAS). bfloat16
+    weights too: inductor's per-row reduction streams them faster on bare matrices at one row
+    (0.95 vs 1.27 ms, bench/ops/gemv_speed.py --dtype bfloat16) but is 1.7x slower in the whole
+    forward (bench/ops/bf16_forward.py)."""
     w, b = lin.weight, lin.bias
     rows = x.numel() // x.shape[-1]
-    if x.device.type != "cpu" or rows > LINEAR_ROWS_MAX:
+    if x.device.type != "cpu":
+        return F.linear(x, w, b)
+    if packed is not None and rows >= PACKED_ROWS_MIN and x.dtype == torch.float32:
+        y = torch.ops.cospec.linear_packed(x.reshape(rows, x.shape[-1]), packed, w.shape[0], b)  # [rows, out]
+        return y.view(*x.shape[:-1], w.shape[0])
+    if rows > LINEAR_ROWS_MAX:
         return F.linear(x, w, b)
     y = torch.ops.cospec.linear_rows(x.reshape(rows, x.shape[-1]), w, b)  # [rows, out]
     return y.view(*x.shape[:-1], w.shape[0])
@@ -410,6 +467,7 @@ class NativeAdapter:
         self.tensor_parallel = False
         self.compiled = compiled_core(self.model)
         self.core = self.compiled.core
+        self.core.refresh_packed()
         self.compile = compile
         self.compile_seconds = 0.0
 

@@ -1,0 +1,5 @@
+// The linear_packed panel kernel built for AVX2 + FMA (see ../isa_avx2.h).
+#include "../isa_avx2.h"
+#define COSPEC_VEC_NS avx2
+
+#include "linear_packed_cpu_isa.inc"

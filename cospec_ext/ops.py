@@ -555,12 +555,10 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, n: int, bias: Optional[
 
         y[..., j] = sum_k x[..., k] * W[j, k] + bias[j]      float32
 
-    Built for M = x.numel() / K of 16 rows and more on the CPU (a batch-8 verification of 48
-    tokens, a prefill), where the product is bound by the FMA units: each k step broadcasts
-    x[m, k] over a 48-column panel row for 8 rows of x at once (AVX-512; 2 with AVX2, 1 with the
-    portable build), no lane sums; the panels are split over torch's threads from 256 KiB on
-    and the next one is prefetched while a panel's row blocks run. On CUDA it rebuilds W and
-    calls cuBLAS (`F.linear`).
+    For M = x.numel() / K >= ~16 rows on the CPU (a batch-8 verification, a prefill), where the
+    product is bound by the FMA units: each k step broadcasts x[m, k] over a 48-column panel row
+    for 8 rows of x (AVX-512; AVX2 2, portable 1), no lane sums; panels split over threads, the
+    next one prefetched. On CUDA it rebuilds W and calls cuBLAS (`F.linear`).
 
     Args:
         x: [..., K] float32, any strides.

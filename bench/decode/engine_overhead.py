@@ -2,6 +2,7 @@
 compiled, on the shipped demo pair (default batch 1).
 
     python bench/decode/engine_overhead.py [--n 16] [--repeats 5] [--threads 2] [--batch 1] [--trees T,...]
+                                           [--packed-rows-min R]
 
 Runs SpecEngine directly (decode's setup) over held-out problems, greedy; per call
 (wall - target forward s - draft forward s) / rounds; a forward's time includes the native
@@ -10,6 +11,8 @@ of wall time, and the draft forwards per round (what the rounds did: chain:4;fix
 every round, 4 forwards; the adaptive chain:4 drafts as deep as pays on this host, and
 remembers that between calls, engine/adaptive.py), and the target's and the draft's forward
 milliseconds per round (their prefills included, spread over the call's rounds).
+--packed-rows-min sets engine/native.py PACKED_ROWS_MIN for this process (a huge value: no
+projection runs through linear_packed, as before it existed; graphs are compiled per process).
 """
 
 from __future__ import annotations
@@ -49,7 +52,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1, help="rows per call")
     ap.add_argument("--trees", default="chain:1;fixed,chain:4;fixed,chain:4,chain:5;fixed", help="comma-separated")
+    ap.add_argument("--packed-rows-min", type=int, default=None, help="override native.PACKED_ROWS_MIN")
     args = ap.parse_args()
+    if args.packed_rows_min is not None:
+        from cospec_ext.engine import native
+
+        native.PACKED_ROWS_MIN = args.packed_rows_min
     torch.set_num_threads(args.threads)
     from cospec_ext.task.arith import generate
     from cospec_ext.task.tasks import ArithTask

@@ -29,7 +29,7 @@ from cospec_train.pipeline import ImitateConfig, mined_set, sizes_all  # noqa: E
 from cospec_train.rl import RLConfig, load_all  # noqa: E402
 
 VARIANTS = {
-    "shipped": {}, "weight decay 0.3": dict(weight_decay=0.3), "weight decay 3": dict(weight_decay=3.0),
+    "shipped": {}, "weight decay 0.3": dict(weight_decay=0.3), "weight decay 1": dict(weight_decay=1.0),
     "weight decay 10": dict(weight_decay=10.0), "proj_dim 2": dict(proj_dim=2), "proj_dim 8": dict(proj_dim=8),
     "hidden (16,)": dict(hidden=(16,)), "hidden (64, 32)": dict(hidden=(64, 32)), "steps 200": dict(steps=200),
     "steps 800": dict(steps=800), "either weight 0": dict(either_weight=0.0),

@@ -137,6 +137,18 @@ def case_linear_rows(dt, M, K, N, gen, bias=True):
     G.report(name, G.close("y", got, want, 1e-2 if dt != torch.float32 else 1e-5, tol))
 
 
+def case_linear_packed(M, K, N, gen, bias=True):
+    """linear_packed on CUDA (the documented cuBLAS fallback over W rebuilt from its panels)
+    against the float64 reference built from the panels."""
+    name = f"linear_packed float32 M={M} K={K} N={N} bias={bias}"
+    x, w = torch.randn(M, K, generator=gen), torch.randn(N, K, generator=gen)
+    b = torch.randn(N, generator=gen) if bias else None
+    packed = ops.pack_weight(w)
+    want = reference.linear_packed_ref(x, packed, N, b)
+    got = ops.linear_packed(cuda_like(x), packed.cuda(), N, None if b is None else b.cuda())
+    G.report(name, G.close("y", got, want, 1e-5, 1e-4 * K**0.5))
+
+
 def case_kv(dt, lead, B, H, S, D, N, gen, col_offset=0):
     name = f"kv_rollback {NAME[dt]} cache {list(lead)}+[{B},{H},{S},{D}] N={N} col_offset={col_offset}"
     full = (torch.randn(*lead, B, H, S, D + col_offset, generator=gen) * 50).to(dt)
@@ -209,6 +221,7 @@ def correctness(small: bool) -> None:
         case_kv(torch.bfloat16, (2,), 2, 2, 20, 8, 6, gen)
         case_features(torch.float32, 2, 6, 50, gen)
         case_linear_rows(torch.float32, 5, 33, 17, gen)
+        case_linear_packed(20, 33, 50, gen)
         M.small_paths(gen)
         M.case_round_ops(gen, B=3, N=5, S=24)
         R.small_special(gen)
@@ -245,6 +258,8 @@ def correctness(small: bool) -> None:
         case_linear_rows(dt, 1, 576, 1536, gen)
         case_linear_rows(dt, 8, 129, 77, gen, bias=False)
         case_linear_rows(dt, 16, 2048, 300, gen)
+    case_linear_packed(48, 384, 1024, gen)
+    case_linear_packed(17, 100, 97, gen, bias=False)
     case_verify(torch.float32, 6, 40, 1000, gen, "argmax", arbiter=True)
     case_kv(torch.int8, (2,), 3, 2, 50, 20, 16, gen, col_offset=4)
     M.case_poisoned_outputs(gen)

@@ -168,7 +168,7 @@ class _Core(torch.nn.Module):
 
     def _pk(self, name: str):
         """The packed copy `name` (None when the weights are not packed)."""
-        return getattr(self, name, None) if self._packed else None
+        return getattr(self, name, None)
 
     @staticmethod
     def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

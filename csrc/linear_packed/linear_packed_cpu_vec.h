@@ -9,55 +9,10 @@
 
 #include <algorithm>
 
+#include "../cpu_vec.h"
 #include "linear_packed.h"
-#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-#include <immintrin.h>
-#endif
 
 namespace cospec::cpu::COSPEC_VEC_NS {
-
-#if defined(CPU_CAPABILITY_AVX512)
-struct V {
-  using R = __m512;
-  static constexpr int L = 16;
-  static constexpr int kRegs = 32;
-  static R zero() { return _mm512_setzero_ps(); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R bcast(const float* p) { return _mm512_set1_ps(*p); }
-  static R load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, R a) { _mm512_storeu_ps(p, a); }
-  static void store(float* p, R a, int r) {  // the first r lanes
-    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << r) - 1u), a);
-  }
-};
-#elif defined(CPU_CAPABILITY_AVX2)
-struct V {
-  using R = __m256;
-  static constexpr int L = 8;
-  static constexpr int kRegs = 16;
-  static R zero() { return _mm256_setzero_ps(); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static R load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, R a) { _mm256_storeu_ps(p, a); }
-  static void store(float* p, R a, int r) {
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(r), idx), a);
-  }
-};
-#else
-struct V {  // portable: one float "lane"; the compiler vectorises the loops over j
-  using R = float;
-  static constexpr int L = 1;
-  static constexpr int kRegs = 16;
-  static R zero() { return 0.f; }
-  static R fma(R a, R b, R c) { return a * b + c; }
-  static R bcast(const float* p) { return *p; }
-  static R load(const float* p) { return *p; }
-  static void store(float* p, R a) { *p = a; }
-  static void store(float* p, R a, int) { *p = a; }
-};
-#endif
 
 constexpr int kNV = static_cast<int>(kPanel) / V::L;  // vectors per panel row
 // Rows per block: AVX-512 8 (24 accumulators, 3 panel vectors, 1 broadcast of 32 registers);
@@ -120,7 +75,7 @@ inline void block(const float* x, int64_t ldx, int64_t K, const float* w, float*
       if (r >= V::L)
         V::store(y + m * ldo + j * V::L, acc[m][j]);
       else if (r > 0)
-        V::store(y + m * ldo + j * V::L, acc[m][j], static_cast<int>(r));
+        V::store(y + m * ldo + j * V::L, acc[m][j], r);
     }
 }
 

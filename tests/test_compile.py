@@ -131,6 +131,50 @@ def test_no_graph_per_prompt_length(mode):
         assert out.stats.graphs == graphs and out.stats.compile_s == 0.0, f"prompt of {n} compiled a graph"
 
 
+def test_short_prefill_is_one_dynamic_graph():
+    """A CPU prefill over at most PREFILL_ROWS_MAX rows runs one graph per batch bucket, dynamic in
+    the prompt length: its last-position logits and the K/V it writes equal the eager core's for
+    prompts of 2 to 16 tokens (left-padded rows at batch 2), no other length compiles again (its
+    compile seconds counted once), and a longer prompt runs eagerly."""
+    from torch._dynamo.utils import counters
+
+    from cospec_ext.engine import native
+    from cospec_ext.engine.runner import ModelRunner
+
+    model = tiny("llama", layers=2, seed=21, max_pos=256)
+    comp, eager = NativeAdapter(HFAdapter(model)), NativeAdapter(HFAdapter(model), compile=False)
+    for B, lengths in ((1, (5, 2, 16, 9, 17, 40, 1)), (2, (6, 3, 8, 12))):
+        before = counters["stats"]["unique_graphs"]
+        for i, P in enumerate(lengths):
+            g = torch.Generator().manual_seed(300 + P)
+            ids = torch.randint(4, 64, (B, P), generator=g)  # [B, P]: row 0 left-padded at batch 2
+            pad = torch.tensor([min(2, P - 1), 0][-B:], dtype=torch.int64)  # [B]
+            out = []
+            with torch.inference_mode():
+                for ad in (comp, eager):
+                    r = ModelRunner(ad, B, 96, 8, pad)
+                    out.append((r.prefill(ids), r.cache.data[..., :P, :].clone()))  # [B, V], [2, L, rows, H, P, D]
+            graphed = B * P <= native.PREFILL_ROWS_MAX
+            for b in range(B):  # the cache slots of each row's real tokens
+                real = slice(int(pad[b]), P)
+                err = (out[0][1][:, :, b, :, real] - out[1][1][:, :, b, :, real]).abs().max().item()
+                assert err < 1e-4, f"B={B} P={P}: K/V differ by {err:.2e}"
+            err = (out[0][0] - out[1][0]).abs().max().item()
+            assert err < 1e-4, f"B={B} P={P}: logits differ by {err:.2e}"
+            shape = tuple(out[0][1].shape[:4]) + (128, out[0][1].shape[5])  # the cache's
+            key = ("prefill", B, 1, shape, torch.float32, torch.device("cpu"))
+            assert (key in comp.compiled.fns) == (i > 0 or graphed), f"B={B} P={P}"
+            if i == 0:
+                assert comp.compile_seconds > 0
+                c0 = comp.compile_seconds
+            if P == 1:  # a one-token prompt: the rounds' one-token graph (built here: counted)
+                assert (B, 1, shape, torch.float32, torch.device("cpu")) in comp.compiled.fns
+                assert comp.compile_seconds > c0
+                before, c0 = before + 1, comp.compile_seconds
+        assert counters["stats"]["unique_graphs"] == before + 1, f"B={B}: one prefill graph for every length"
+        assert comp.compile_seconds == c0
+
+
 def test_cache_length_ladder():
     """The static cache's length: >= what is needed, on the ladder 128, 192, 256, 384, ..., never
     below the model's floor (its cache at most KV_SHARE of the weights' bytes), few lengths."""

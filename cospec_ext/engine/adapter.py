@@ -138,6 +138,7 @@ class HFAdapter:
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
         self.hidden_size = int(cfg.hidden_size)
         self.num_params = f["num_params"]
+        self.facts = f  # model_facts' dict (read by engine/native.py unsupported_reason too)
         # transformers' tensor parallelism (tp_plan): weights are DTensor shards, every rank
         # runs the same round, so nothing rank-local (timings) may steer it
         self.tensor_parallel = f["tensor_parallel"]
@@ -200,8 +201,8 @@ def params_key(model: torch.nn.Module) -> tuple:
 
 
 def model_facts(model: torch.nn.Module, num_layers: int, head_dim: int, config_heads: int) -> dict:
-    """The facts HFAdapter reads by walking the model (parameter count, dtype and device,
-    tensor parallelism, local K/V heads, per-layer devices, FSDP2 wrappers), computed once per
+    """The facts HFAdapter reads by walking the model (parameter count, dtype and device, the
+    number of devices, tensor parallelism, local K/V heads, per-layer devices, FSDP2 wrappers), computed once per
     model and `params_key`: building the adapters walked the parameters several times per
     decode call, ~5 ms per call for a 48 MiB target and its draft (10% of a 32-token compiled
     spd call)."""
@@ -215,6 +216,7 @@ def model_facts(model: torch.nn.Module, num_layers: int, head_dim: int, config_h
     p = next(model.parameters())
     facts = {"dtype": p.dtype, "device": p.device, "num_params": sum(q.numel() for q in model.parameters()),
              "tensor_parallel": any(hasattr(q, "to_local") for q in model.parameters()),
+             "devices": len({q.device for q in model.parameters()}),
              "num_kv_heads": _local_kv_heads(model, config_heads, head_dim),
              "layer_devices": _layer_devices(model, num_layers, p.device),
              "fsdp": any(type(m).__name__.startswith("FSDP") for m in model.modules())}

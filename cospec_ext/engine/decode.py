@@ -149,7 +149,7 @@ def _native(ad):
         if ad is not None:
             warnings.warn(f"compile=True: {type(ad).__name__} is not a transformers model; running it as is")
         return ad
-    why = unsupported_reason(ad.model)
+    why = unsupported_reason(ad.model, getattr(ad, "facts", None))
     if why is not None:
         warnings.warn(f"compile=True: {type(ad.model).__name__} runs uncompiled through transformers ({why})")
         return ad

@@ -22,14 +22,19 @@ mask ever opens (the engine sizes S with two spare slots).
 The weights are the model's own tensors (nothing is copied). On a GPU the graphs run as
 CUDA graphs (`mode="reduce-overhead"`); on the CPU inductor emits C++.
 
-Only the rounds' forwards are compiled: a prefill (any length) and a forward over more than
+A prefill over few rows (batch bucket x prompt length <= PREFILL_ROWS_MAX, CPU) runs one graph
+per (batch bucket, cache shape) that is dynamic in the prompt length (dynamo's guards; the
+head over the last position only): at batch 1 its eager run paid more for launching ~50 small
+ops per layer than for the projections (the demo target's 11-token prefill: 5.9 ms eager,
+3.6 ms compiled; its draft's 0.8 vs 0.43 ms); a one-token prompt runs the rounds' one-token
+graph. A longer prefill and a forward over more than
 COMPILED_QUERY_MAX tokens (a draft's catch-up after many idle rounds) run the same code
 eagerly; their matrix products over many rows are compute-bound, where a graph saves little,
 and compiling one per prompt length once cost a 538 MB model 90 s for one new prompt. So a
 model compiles at most (query buckets <= COMPILED_QUERY_MAX: 10) x (batch buckets: powers of
 two up to the cache's rows) x (cache lengths met) graphs, plus one draft chain graph
-(`_Core.chain`) per cache shape, and after one call every later call whose prompt + new
-tokens fit the same cache length meets no new graph.
+(`_Core.chain`) and one prefill graph per batch bucket and cache shape, and after one call
+every later call whose prompt + new tokens fit the same cache length meets no new graph.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import weakref
 
 import torch
 import torch.nn.functional as F
+from torch._dynamo.utils import counters as _counters
 
 from .. import ops
 
@@ -92,8 +98,10 @@ def batch_bucket(b: int, rows: int) -> int:
     return min(1 << (b - 1).bit_length(), rows)
 
 
-def unsupported_reason(model) -> str | None:
-    """None when `model` can run natively, else why not (the caller falls back to transformers)."""
+def unsupported_reason(model, facts: dict | None = None) -> str | None:
+    """None when `model` can run natively, else why not (the caller falls back to transformers).
+    facts: its adapter's `model_facts` (engine/adapter.py), which spare two walks over the
+    parameters per decode call."""
     cfg = getattr(model, "config", None)
     mt = getattr(cfg, "model_type", None)
     if mt not in SUPPORTED:
@@ -101,9 +109,9 @@ def unsupported_reason(model) -> str | None:
     inner = getattr(model, "model", None)
     if inner is None or not hasattr(inner, "layers") or not hasattr(model, "lm_head"):
         return f"{type(model).__name__} does not have the usual .model.layers / .lm_head layout"
-    if any(hasattr(p, "to_local") for p in model.parameters()):
+    if facts["tensor_parallel"] if facts else any(hasattr(p, "to_local") for p in model.parameters()):
         return "its weights are tensor-parallel shards (DTensor)"
-    if len({p.device for p in model.parameters()}) > 1:
+    if (facts["devices"] if facts else len({p.device for p in model.parameters()})) > 1:
         return "it is spread over several devices (device_map)"
     if getattr(cfg, "hidden_act", "silu") not in _ACTS:
         return f"activation {cfg.hidden_act!r}"
@@ -248,6 +256,10 @@ LINEAR_ROWS_MAX = 32
 # demo target's 57 projections, linear_rows / linear_packed / F.linear take 4.6 / 5.9 / 6.8 ms at
 # 16 rows, 6.6 / 6.4 / 8.3 at 24 and 12.4 / 9.9 / 11.3 at 48 (bench/ops/linear_packed_speed.py).
 PACKED_ROWS_MIN = 17
+# Rows (batch bucket x prompt tokens) up to which a CPU prefill runs as a compiled graph dynamic in
+# the prompt length (module docstring). Up to PACKED_ROWS_MIN - 1, so that one graph serves every
+# such prompt: with more rows _linear's choice of kernel would split it into two graphs.
+PREFILL_ROWS_MAX = PACKED_ROWS_MIN - 1
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
@@ -358,10 +370,15 @@ class CompiledCore:
             tag = "_".join(str(k) for k in key[:2]) + f"_{len(self.fns)}"
             if key[0] == "chain":  # ("chain", Bb, steps, ...): the draft's chain, `steps` baked in
                 f = _own_code(self.core.chain, tag, defaults=(key[2],))
+            elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in
+                f = _own_code(self.core.forward, tag, defaults=(key[2],))
             else:
                 f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, mode="reduce-overhead"), None)
+            elif key[0] == "prefill":  # dynamic in the prompt length: called through dynamo's guards
+                hit = (torch.compile(f, fullgraph=True, backend=_Capture(_cpu_options(self.cpu_threads))), None)
+                self.guarded.add(key)
             else:
                 cap = _Capture(_cpu_options(self.cpu_threads))
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, backend=cap), cap)
@@ -483,14 +500,19 @@ class NativeAdapter:
 
     def forward(self, input_ids, position_ids, attention_mask, kv, logits_to_keep: int = 0,
                 return_hidden: bool = False):
-        """As `ModelAdapter.forward`; a prefill (logits_to_keep > 0) runs eagerly."""
+        """As `ModelAdapter.forward`; a prefill (logits_to_keep > 0) runs eagerly unless it is
+        short (module docstring)."""
         B, n = input_ids.shape
         cache = kv.cache.data  # [2, L, B0, H, S, D]
         B0, S = cache.shape[2], cache.shape[4]
-        # a prefill, or more tokens than a round's tree: eager, unpadded (module docstring)
-        eager = bool(logits_to_keep) or query_bucket(n) > COMPILED_QUERY_MAX
-        Bb, nb = (B, n) if eager else (batch_bucket(B, B0), query_bucket(n))
         dev = input_ids.device
+        short = logits_to_keep and self.compile and dev.type == "cpu" and batch_bucket(B, B0) * n <= PREFILL_ROWS_MAX
+        if short and n >= 2:
+            return self._prefill_graph(input_ids, position_ids, attention_mask, kv, logits_to_keep, return_hidden)
+        # a longer prefill, or more tokens than a round's tree: eager, unpadded (module docstring);
+        # a short one-token prefill: the one-token graph of the rounds
+        eager = (bool(logits_to_keep) and not short) or query_bucket(n) > COMPILED_QUERY_MAX
+        Bb, nb = (B, n) if eager else (batch_bucket(B, B0), query_bucket(n))
         s_used = attention_mask.shape[-1]
         slots = kv.slot_tensor(n)  # [B, n]
         if eager and self.compile:  # no static shape: attend over the slots in use only
@@ -504,6 +526,23 @@ class NativeAdapter:
         else:
             logits, hid = self._graph((Bb, nb, tuple(cache.shape), cache.dtype, dev), inputs)
         return _keep(logits, hid, B, n, Bb, nb, logits_to_keep, return_hidden)
+
+    def _prefill_graph(self, input_ids, position_ids, attention_mask, kv, keep: int, return_hidden: bool):
+        """A short CPU prefill through the graph of (batch bucket, keep, cache shape), dynamic in
+        the prompt length n (2 <= n, batch bucket x n <= PREFILL_ROWS_MAX): input_ids,
+        position_ids int64 [B, n], attention_mask bool [B, 1, n, n] -> logits [B, keep, V] (and
+        the last hidden states [B, keep, hidden])."""
+        B, n = input_ids.shape
+        cache = kv.cache.data  # [2, L, B0, H, S, D]
+        Bb = batch_bucket(B, cache.shape[2])
+        inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(n), Bb, n, cache.shape[4]) + (cache,)
+        key = ("prefill", Bb, keep, tuple(cache.shape), cache.dtype, input_ids.device)
+        hi = PREFILL_ROWS_MAX // Bb  # the longest prompt this graph meets
+        if key not in self.compiled.fns and hi > 2:  # the first call traces n as a symbol (not one graph per n)
+            for t, dim in zip(inputs[:4], (1, 1, 2, 1)):  # tokens, positions, mask [Bb, 1, n, S], slots
+                torch._dynamo.mark_dynamic(t, dim, min=2, max=hi)
+        logits, hid = self._graph(key, inputs)  # [Bb, keep, V], [Bb, keep, hidden]
+        return (logits[:B], hid[:B]) if return_hidden else logits[:B]
 
     def chains(self, live: int, rows: int) -> bool:
         """Whether a draft's greedy chain runs as one call (forward_chain) for `live` rows of a
@@ -540,6 +579,7 @@ class NativeAdapter:
         next replay overwrites them."""
         cache, dev = inputs[-1], inputs[0].device
         new = key not in self.compiled.fns
+        captured = _counters["stats"]["unique_graphs"]  # a dynamic graph's recompile counts too
         t0 = time.perf_counter()
         cuda = dev.type == "cuda"
         if cuda:
@@ -549,7 +589,7 @@ class NativeAdapter:
         out = self.compiled.run(key, inputs)
         if cuda:
             out = tuple(t.clone() for t in out)
-        if new:
+        if new or _counters["stats"]["unique_graphs"] != captured:
             if cuda:
                 torch.cuda.synchronize(dev)
             self.compile_seconds += time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """Arbiter ablation on validation data: which features, and which training stages, help.
 
-    python bench/task/arbiter_ablation.py [--out runs/arbiter] [--json bench/out/ablation.json]
+    python bench/task/arbiter_ablation.py [--out runs/ablation] [--train-problems 20000] [--json bench/out/ablation.json]
 
 Every variant is trained on the same train-split data and judged on validation problems
 only (test data is never touched here). For each: the threshold is chosen on validation
@@ -11,8 +11,9 @@ the AUC and oracle agreement at the decisive mismatches mined on B.
                columns | + hidden states (target at parent and candidate, draft at parent)
     stages     RL only (GRPO from a constant policy, the former recipe) | imitation only |
                imitation + RL (the RL stage started from the imitation arbiter)
-Imitation variants share one mined label set (80000 train problems, reused from
-`make arbiter`'s run directory when it is there); RL from a constant start gets 150
+Imitation variants share one mined label set (--train-problems train problems, default
+`make arbiter`'s 20000, reused from the --out directory when it is there: copy
+runs/arbiter/mined_train.* into it); RL from a constant start gets 150
 updates x 64 prompts x 8 rollouts (76800 rollouts), RL after imitation the 40 updates of
 `make arbiter`; every variant's training wall time is reported beside it.
 """
@@ -55,7 +56,8 @@ def markdown(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="runs/arbiter", help="work directory (mined labels, RL runs under ablation_*)")
+    ap.add_argument("--out", default="runs/ablation", help="work directory (mined labels, RL runs under ablation_*)")
+    ap.add_argument("--train-problems", type=int, default=20000, help="train problems mined for the imitation labels")
     ap.add_argument("--json", default="bench/out/ablation.json", help="results as JSON")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--val-n", type=int, default=2000, help="problems in each validation set")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     cfg = RLConfig(out=args.out, threads=args.threads, updates=args.rl_updates)
-    icfg = ImitateConfig()
+    icfg = ImitateConfig(train_problems=args.train_problems)
     models = task, target, draft = load_all(cfg)
     sa = sizes_all(target, draft)
     t0 = time.perf_counter()
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     rows.append(judge("imitation, parent features", *imitation(PARENT_FEATURES, None)))
     rows.append(judge("imitation, + candidate features", *imitation(FEATURE_NAMES, None)))
     im, im_s = imitation(FEATURE_NAMES, ALL_HIDDEN)
-    rows.append(judge("imitation, + hidden states (shipped)", im, im_s))
+    rows.append(judge("imitation, + hidden states", im, im_s))
     t1 = time.perf_counter()
     rl_only = train(replace(cfg, out=os.path.join(args.out, "ablation_rl_only"), updates=args.rl_only_updates),
                     progress=False, models=models)

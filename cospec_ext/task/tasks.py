@@ -19,9 +19,11 @@ DEFAULT_TARGET = ASSETS / "models" / "target"
 DEFAULT_DRAFT = ASSETS / "models" / "draft"
 # The draft tree of the demo, the arbiter's training and validation: chosen on validation
 # prompts for the shipped pair (`bench/task/pair_candidate.py`: spd / target-only compiled at
-# batch 1, chain:4 2.10x, chain:5 2.29x, chain:6 2.27x); a chain of 5 verifies 6 tokens,
-# a query bucket of its own (engine/native.py).
-DEFAULT_TREE = "chain:5;fixed"
+# batch 1, chain:4 2.10x, chain:5 2.29x, chain:6 2.27x with eager prefills; with the compiled
+# short prefill, 2026-12-07: chain:5 2.53x, chain:6 2.65x, chain:7 2.81x at batch 1 and 1.41x,
+# 1.30x, 1.37x at batch 8); a chain of 7 verifies 8 tokens, the query bucket chain:6 pads to
+# (engine/native.py), so chain:6 is never the better choice.
+DEFAULT_TREE = "chain:7;fixed"
 DEFAULT_ARBITER = ASSETS / "arbiter"
 
 

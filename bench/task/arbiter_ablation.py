@@ -13,7 +13,8 @@ the AUC and oracle agreement at the decisive mismatches mined on B.
                imitation + RL (the RL stage started from the imitation arbiter)
 Imitation variants share one mined label set (--train-problems train problems, default
 `make arbiter`'s 20000, reused from the --out directory when it is there: copy
-runs/arbiter/mined_train.* into it); RL from a constant start gets 150
+runs/arbiter/mined_train.* into it); "+ hidden states" is `make arbiter`'s imitation stage
+(the pipeline's features, hidden inputs and projection width) and "imitation + RL" its RL stage; RL from a constant start gets 150
 updates x 64 prompts x 8 rollouts (76800 rollouts), RL after imitation the 40 updates of
 `make arbiter`; every variant's training wall time is reported beside it.
 """
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
 
     def imitation(feats, hin):
         t1 = time.perf_counter()
-        arb = fit(train_set, feats, cfg.hidden, hidden_inputs=hin, sizes_all=sa, steps=icfg.steps, lr=icfg.lr,
+        arb = fit(train_set, feats, cfg.hidden, hidden_inputs=hin, sizes_all=sa, proj_dim=cfg.proj_dim,
+                  steps=icfg.steps, lr=icfg.lr,
                   weight_decay=icfg.weight_decay, either_weight=icfg.either_weight, seed=cfg.seed)
         return arb, mined_s + time.perf_counter() - t1
 

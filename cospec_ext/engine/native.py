@@ -506,12 +506,12 @@ class NativeAdapter:
         cache = kv.cache.data  # [2, L, B0, H, S, D]
         B0, S = cache.shape[2], cache.shape[4]
         dev = input_ids.device
-        short = logits_to_keep and self.compile and dev.type == "cpu" and batch_bucket(B, B0) * n <= PREFILL_ROWS_MAX
-        if short and n >= 2:
+        # a short CPU prefill is compiled: one graph dynamic in n, or the rounds' one-token graph
+        short = self.compile and dev.type == "cpu" and batch_bucket(B, B0) * n <= PREFILL_ROWS_MAX
+        if logits_to_keep and short and n >= 2:
             return self._prefill_graph(input_ids, position_ids, attention_mask, kv, logits_to_keep, return_hidden)
-        # a longer prefill, or more tokens than a round's tree: eager, unpadded (module docstring);
-        # a short one-token prefill: the one-token graph of the rounds
-        eager = (bool(logits_to_keep) and not short) or query_bucket(n) > COMPILED_QUERY_MAX
+        # a longer prefill, or more tokens than a round's tree: eager, unpadded (module docstring)
+        eager = (logits_to_keep > 0 and not short) or query_bucket(n) > COMPILED_QUERY_MAX
         Bb, nb = (B, n) if eager else (batch_bucket(B, B0), query_bucket(n))
         s_used = attention_mask.shape[-1]
         slots = kv.slot_tensor(n)  # [B, n]
@@ -573,13 +573,15 @@ class NativeAdapter:
         return toks[:B], logits[:B], hid[:B]
 
     def _graph(self, key: tuple, inputs: tuple) -> tuple:
-        """The compiled graph of `key` run on inputs (tokens, positions, mask, slots, cache), its
-        first call's seconds (compiling) added to compile_seconds. On a GPU it is a CUDA graph:
+        """The compiled graph of `key` run on inputs (tokens, positions, mask, slots, cache), the
+        seconds of a call that compiled (its first, or dynamo's recompile of a guarded one) added
+        to compile_seconds. On a GPU it is a CUDA graph:
         the cache is marked static (written in place) and the outputs are cloned, since the
         next replay overwrites them."""
         cache, dev = inputs[-1], inputs[0].device
         new = key not in self.compiled.fns
-        captured = _counters["stats"]["unique_graphs"]  # a dynamic graph's recompile counts too
+        # a graph called through dynamo's guards (a dynamic one) may recompile: that counts too
+        captured = _counters["stats"]["unique_graphs"] if key in self.compiled.guarded else None
         t0 = time.perf_counter()
         cuda = dev.type == "cuda"
         if cuda:
@@ -589,7 +591,7 @@ class NativeAdapter:
         out = self.compiled.run(key, inputs)
         if cuda:
             out = tuple(t.clone() for t in out)
-        if new or _counters["stats"]["unique_graphs"] != captured:
+        if new or (captured is not None and _counters["stats"]["unique_graphs"] != captured):
             if cuda:
                 torch.cuda.synchronize(dev)
             self.compile_seconds += time.perf_counter() - t0

@@ -1,12 +1,15 @@
-// The check macro and test runner shared by the C++ op tests (test_ops.cpp,
-// test_linear_rows.cpp): EXPECT counts a check and prints where and why one failed; run()
-// runs one test function, catching what it throws. Exit status of a test: g_failures != 0.
+// The check macro and helpers shared by the C++ op tests (test_ops.cpp, test_linear_rows.cpp,
+// test_linear_packed.cpp): EXPECT counts a check and prints where and why one failed; run()
+// runs one test function, catching what it throws; registered() checks an op's kernels;
+// throws_naming() checks a bad-input error. Exit status of a test: g_failures != 0.
 #pragma once
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <string>
 
 namespace cospec_test {
@@ -37,3 +40,34 @@ inline int run(const char* name, void (*fn)()) {
                    std::string(c10::str(__VA_ARGS__)).c_str());                          \
     }                                                                                    \
   } while (0)
+
+namespace cospec_test {
+
+// Whether cospec::`op` has a CPU kernel (else a message: the library was not linked in); in a
+// CUDA build also checks (EXPECT) its CUDA kernel, registered when the library loads, no GPU needed.
+inline bool registered(const std::string& op) {
+  const auto h = c10::Dispatcher::singleton().findOp({"cospec::" + op, ""});
+  if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
+    std::fprintf(stderr, "cospec::%s has no CPU kernel: was libcospec_kernels linked with --no-as-needed?\n",
+                 op.c_str());
+    return false;
+  }
+#if defined(COSPEC_WITH_CUDA) && COSPEC_WITH_CUDA
+  EXPECT(h->hasKernelForDispatchKey(c10::DispatchKey::CUDA), "cospec::", op,
+         " has no CUDA kernel in a COSPEC_WITH_CUDA build");
+#endif
+  return true;
+}
+
+// Whether f() throws a c10::Error whose message names both `op` and `what` (the argument).
+inline bool throws_naming(const std::function<void()>& f, const std::string& op, const std::string& what) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what();
+    return msg.find(op) != std::string::npos && msg.find(what) != std::string::npos;
+  }
+  return false;
+}
+
+}  // namespace cospec_test

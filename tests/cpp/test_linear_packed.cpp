@@ -74,13 +74,7 @@ void test_strided() {
 }
 
 bool throws_naming(const std::function<void()>& f, const std::string& what) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what();
-    return msg.find("linear_packed") != std::string::npos && msg.find(what) != std::string::npos;
-  }
-  return false;
+  return cospec_test::throws_naming(f, "linear_packed", what);
 }
 
 void test_bad_inputs() {
@@ -97,15 +91,7 @@ void test_bad_inputs() {
 }  // namespace
 
 int main() {
-  const auto h = c10::Dispatcher::singleton().findOp({"cospec::linear_packed", ""});
-  if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
-    std::fprintf(stderr, "cospec::linear_packed has no CPU kernel: was libcospec_kernels linked "
-                         "with --no-as-needed?\n");
-    return 1;
-  }
-#if defined(COSPEC_WITH_CUDA) && COSPEC_WITH_CUDA
-  EXPECT(h->hasKernelForDispatchKey(c10::DispatchKey::CUDA), "no CUDA kernel in a CUDA build");
-#endif
+  if (!cospec_test::registered("linear_packed")) return 1;
   run("linear_packed exact", test_exact);
   run("linear_packed strided", test_strided);
   run("linear_packed bad inputs", test_bad_inputs);

@@ -52,12 +52,19 @@ def test_native_forward_equals_transformers(arch):
     assert err < 1e-4, f"{arch}: native vs transformers logits differ by {err:.2e}"
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_compiled_decode_equals_eager(arch):
+@pytest.mark.parametrize("arch,fused", [("llama", True), ("llama", False), ("qwen2", True)])
+def test_compiled_decode_equals_eager(arch, fused, monkeypatch):
     """target and spd equal generate() token for token; cospec (an always-accepting arbiter)
-    equals its eager run; rows finish at different times, prompts are left-padded."""
+    equals its eager run; rows finish at different times, prompts are left-padded. fused: the
+    tiny models' graphs compute projections and attention as inductor's own loops
+    (core.FUSED_BYTES), else through the extern kernels larger models use."""
+    from cospec_ext.engine import core, native
+
+    if not fused:
+        monkeypatch.setattr(core, "FUSED_BYTES", 0)
     target = tiny(arch, layers=3, seed=1)
     draft = first_layers(target, 1)
+    assert native.compiled_core(target).core.fused == fused
     ids, mask = prompts(3, 2)
     ref = generate_greedy(target, ids, mask, MAX_NEW)
     kw = dict(max_new_tokens=MAX_NEW, eos_token_id=EOS, pad_token_id=PAD)
@@ -133,7 +140,7 @@ def test_no_graph_per_prompt_length(mode):
 
 def test_short_prefill_is_one_dynamic_graph():
     """A CPU prefill over at most PREFILL_ROWS_MAX rows runs one graph per batch bucket, dynamic in
-    the prompt length: its last-position logits and the K/V it writes equal the eager core's for
+    the prompt length and called without dynamo's guards after its first call: its last-position logits and the K/V it writes equal the eager core's for
     prompts of 2 to 16 tokens (left-padded rows at batch 2), no other length compiles again (its
     compile seconds counted once), and a longer prompt runs eagerly."""
     from torch._dynamo.utils import counters
@@ -173,6 +180,10 @@ def test_short_prefill_is_one_dynamic_graph():
                 before, c0 = before + 1, comp.compile_seconds
         assert counters["stats"]["unique_graphs"] == before + 1, f"B={B}: one prefill graph for every length"
         assert comp.compile_seconds == c0
+        # called directly after its first call (no dynamo guards), the prompt length read from
+        # the tokens' size
+        cap = comp.compiled.fns[key][1]
+        assert cap is not None and cap.user_idx is not None and cap.syms, f"B={B}: {cap and cap.syms}"
 
 
 def test_cache_length_ladder():

@@ -70,18 +70,24 @@ def test_spd_through_custom_adapter_equals_cache_free_greedy():
 
 
 def test_walked_facts_are_cached_per_model_and_follow_its_parameters():
-    """HFAdapter's walked facts (engine/adapter.model_facts) are computed once per model while
-    its parameters stay, and again when it is cast, moved or a weight is replaced."""
-    from cospec_ext.engine.adapter import _FACTS, HFAdapter
+    """HFAdapter's walked facts and the rest of what it reads from the model
+    (engine/adapter.adapter_spec) are computed once per model while its parameters and config
+    stay, and again when it is cast, moved, a weight is replaced or its config object is."""
+    import copy
+
+    from cospec_ext.engine.adapter import _SPECS, HFAdapter
     from _models import tiny
 
     m = tiny("llama", layers=2, seed=21)
     a = HFAdapter(m)
-    first = _FACTS[m][1]
-    assert HFAdapter(m).num_params == a.num_params and _FACTS[m][1] is first  # reused
+    first = _SPECS[m][1]
+    assert HFAdapter(m).num_params == a.num_params and _SPECS[m][1] is first  # reused
+    m.config = copy.deepcopy(m.config)  # another config object: read again
+    assert HFAdapter(m).num_params == a.num_params and _SPECS[m][1] is not first
+    first = _SPECS[m][1]
     m.to(torch.float64)  # same Parameter objects, new dtype
     b = HFAdapter(m)
-    assert b.dtype == torch.float64 and _FACTS[m][1] is not first
+    assert b.dtype == torch.float64 and _SPECS[m][1] is not first
     m.model.layers[0].mlp.up_proj.weight = torch.nn.Parameter(torch.zeros(96, 32, dtype=torch.float64))  # bigger
     c = HFAdapter(m)
     assert c.num_params == b.num_params + 32 * 32

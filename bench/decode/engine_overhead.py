@@ -52,12 +52,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1, help="rows per call")
     ap.add_argument("--trees", default="chain:1;fixed,chain:4;fixed,chain:4,chain:5;fixed", help="comma-separated")
-    ap.add_argument("--packed-rows-min", type=int, default=None, help="override native.PACKED_ROWS_MIN")
+    ap.add_argument("--packed-rows-min", type=int, default=None, help="override core.PACKED_ROWS_MIN")
     args = ap.parse_args()
     if args.packed_rows_min is not None:
-        from cospec_ext.engine import native
+        from cospec_ext.engine import core
 
-        native.PACKED_ROWS_MIN = args.packed_rows_min
+        core.PACKED_ROWS_MIN = args.packed_rows_min
     torch.set_num_threads(args.threads)
     from cospec_ext.task.arith import generate
     from cospec_ext.task.tasks import ArithTask

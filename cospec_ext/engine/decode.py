@@ -129,16 +129,23 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
         if attention_mask.device != device:
             raise ValueError(f"`attention_mask` is on {attention_mask.device} but the models are on {device}")
         attention_mask = attention_mask.long()
-    if bool(((attention_mask != 0) & (attention_mask != 1)).any()):
-        raise ValueError("`attention_mask` must hold only 0 and 1")
-    if bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
-        raise ValueError("`attention_mask` must be left-padded (zeros first), like generate() needs for decoder-only models")
-    if bool((attention_mask.sum(1) == 0).any()):
-        raise ValueError("empty prompt: a row of `attention_mask` has no token")
-    real = input_ids[attention_mask.bool()]
-    if bool(((real < 0) | (real >= vocab)).any()):
-        raise ValueError(f"`input_ids` holds token ids outside [0, {vocab})")
+    # every check in one host read (a decode call's fixed cost, paid by batch-1 calls per prompt)
     pad = (attention_mask == 0).sum(1)  # [B]
+    P = input_ids.shape[1]
+    m_lo, m_hi = torch.aminmax(attention_mask)
+    t_lo, t_hi = torch.aminmax(input_ids.masked_fill(attention_mask == 0, 0))  # over the real tokens
+    # left-padded 0/1 rows: the first 1 of each row sits right after its zeros
+    shifted = (attention_mask.argmax(1) != pad) & (pad < P)
+    lo, hi, bad_order, empty, tlo, thi = torch.stack(
+        [m_lo, m_hi, shifted.any(), (pad == P).any(), t_lo, t_hi]).tolist()
+    if lo < 0 or hi > 1:
+        raise ValueError("`attention_mask` must hold only 0 and 1")
+    if bad_order:
+        raise ValueError("`attention_mask` must be left-padded (zeros first), like generate() needs for decoder-only models")
+    if empty:
+        raise ValueError("empty prompt: a row of `attention_mask` has no token")
+    if tlo < 0 or thi >= vocab:
+        raise ValueError(f"`input_ids` holds token ids outside [0, {vocab})")
     return input_ids, pad
 
 

@@ -20,14 +20,16 @@ engine's boolean mask hiding what a row may not see. Padding queries and rows at
 slot (finite values: the cache starts zeroed) and write slot S - 1, which no real query's
 mask ever opens (the engine sizes S with two spare slots).
 The weights are the model's own tensors (nothing is copied). On a GPU the graphs run as
-CUDA graphs (`mode="reduce-overhead"`); on the CPU inductor emits C++.
+CUDA graphs (`mode="reduce-overhead"`); on the CPU inductor emits C++. The forward itself,
+`_Core`, is engine/core.py; this module buckets the shapes and compiles and calls the graphs.
 
 A prefill over few rows (batch bucket x prompt length <= PREFILL_ROWS_MAX, CPU) runs one graph
-per (batch bucket, cache shape) that is dynamic in the prompt length (dynamo's guards; the
-head over the last position only): at batch 1 its eager run paid more for launching ~50 small
-ops per layer than for the projections (the demo target's 11-token prefill: 5.9 ms eager,
-3.6 ms compiled; its draft's 0.8 vs 0.43 ms); a one-token prompt runs the rounds' one-token
-graph. A longer prefill and a forward over more than
+per (batch bucket, cache shape) that is dynamic in the prompt length (the head over the last
+position only; after its first call it is called directly, the length passed as its size
+symbol, not through dynamo's guards, which cost ~0.6 ms a call): at batch 1 its eager run paid
+more for launching ~50 small ops per layer than for the projections (the demo target's 11-token
+prefill: 5.9 ms eager, 2.6-2.8 ms compiled; its draft's 0.8 vs 0.28 ms); a one-token prompt runs
+the rounds' one-token graph. A longer prefill and a forward over more than
 COMPILED_QUERY_MAX tokens (a draft's catch-up after many idle rounds) run the same code
 eagerly; their matrix products over many rows are compute-bound, where a graph saves little,
 and compiling one per prompt length once cost a 538 MB model 90 s for one new prompt. So a
@@ -48,10 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.utils import counters as _counters
 
-from .. import ops
+from .core import _ACTS, FUSED_BYTES, LINEAR_ROWS_MAX, PACKED_ROWS_MIN, _Core, _linear  # noqa: F401 (re-exported)
 
 SUPPORTED = ("llama", "qwen2", "mistral")
-_ACTS = {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
 COMPILED_QUERY_MAX = 32  # forwards over more tokens (prefills aside: always eager) run eagerly
@@ -125,186 +126,12 @@ def unsupported_reason(model, facts: dict | None = None) -> str | None:
     return None
 
 
-class _Core(torch.nn.Module):
-    """The forward over the model's modules (held by reference). Not registered as a child of
-    the model, so its state_dict is untouched."""
-
-    def __init__(self, model):
-        super().__init__()
-        cfg = model.config
-        self.embed, self.layers = model.model.embed_tokens, model.model.layers
-        self.norm, self.head = model.model.norm, model.lm_head
-        rope = model.model.rotary_emb
-        self.register_buffer("inv_freq", rope.inv_freq.detach().float().clone(), persistent=False)
-        self.rope_scale = float(getattr(rope, "attention_scaling", 1.0) or 1.0)
-        self.act = _ACTS[getattr(cfg, "hidden_act", "silu")]
-        self.heads = int(cfg.num_attention_heads)
-        self.kv_heads = int(getattr(cfg, "num_key_value_heads", None) or self.heads)
-        self.head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads)
-        self.eps = [float(getattr(ly.input_layernorm, "variance_epsilon", getattr(cfg, "rms_norm_eps", 1e-6)))
-                    for ly in self.layers]
-        self.final_eps = float(getattr(self.norm, "variance_epsilon", getattr(cfg, "rms_norm_eps", 1e-6)))
-        # CPU float32 weights: a packed copy of each projection for forwards over many rows
-        # (`_linear`), as non-persistent buffers "pk{layer}_{q,k,v,o,gate,up,down}" and "pk_head"
-        self._packed: list = []  # (buffer name, module, the weight's (data_ptr, version) when packed)
-        w = self.head.weight
-        if w.device.type == "cpu" and w.dtype == torch.float32 and all(
-                p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
-            for li, ly in enumerate(self.layers):
-                at, m = ly.self_attn, ly.mlp
-                for name, lin in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
-                                  ("gate", m.gate_proj), ("up", m.up_proj), ("down", m.down_proj)):
-                    self._pack(f"pk{li}_{name}", lin)
-            self._pack("pk_head", self.head)
-
-    def _pack(self, name: str, lin: torch.nn.Module) -> None:
-        self.register_buffer(name, ops.pack_weight(lin.weight), persistent=False)
-        self._packed.append((name, lin, _stamp(lin.weight)))
-
-    def refresh_packed(self) -> int:
-        """Repacks (in place: compiled graphs keep their buffers) every packed weight that changed
-        since it was packed (another tensor, or an in-place update: its version counter); returns
-        how many. NativeAdapter calls it once per decode call."""
-        n = 0
-        for i, (name, lin, stamp) in enumerate(self._packed):
-            now = _stamp(lin.weight)
-            if now != stamp or now is None:
-                getattr(self, name).copy_(ops.pack_weight(lin.weight))
-                self._packed[i] = (name, lin, now)
-                n += 1
-        return n
-
-    def _pk(self, name: str):
-        """The packed copy `name` (None when the weights are not packed)."""
-        return getattr(self, name, None)
-
-    @staticmethod
-    def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-        """w * x / sqrt(mean(x^2) + eps), computed in float32 like transformers' RMSNorm."""
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-        return w * h.to(x.dtype)
-
-    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0):
-        """tokens, positions, slots: int64 [Bb, nb]; mask: bool [Bb, 1, nb, S];
-        cache: [2, L, B0, H_kv, S, D] (rows [0, Bb) are used; slots written in place);
-        keep > 0: the head runs over the last `keep` positions only (an eager prefill).
-        Returns (logits [Bb, nb or keep, V], last hidden state [Bb, nb or keep, hidden])."""
-        Bb, nb = tokens.shape
-        D, Hq, Hk = self.head_dim, self.heads, self.kv_heads
-        x = self.embed(tokens)  # [Bb, nb, hidden]
-        freqs = positions.float()[..., None] * self.inv_freq  # [Bb, nb, D/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (emb.cos() * self.rope_scale).to(x.dtype)[:, None]  # [Bb, 1, nb, D]
-        sin = (emb.sin() * self.rope_scale).to(x.dtype)[:, None]
-        dev = tokens.device
-        kv_sel = torch.arange(2, device=dev).view(2, 1, 1, 1)  # index tensors broadcasting to [2, Bb, Hk, nb]
-        rows4 = torch.arange(Bb, device=dev).view(1, Bb, 1, 1)
-        heads4 = torch.arange(Hk, device=dev).view(1, 1, Hk, 1)
-        slots4 = slots.view(1, Bb, 1, nb)
-        for li, layer in enumerate(self.layers):
-            at = layer.self_attn
-            h = self._rms(x, layer.input_layernorm.weight, self.eps[li])
-            q = _linear(h, at.q_proj, self._pk(f"pk{li}_q")).view(Bb, nb, Hq, D).transpose(1, 2)  # [Bb, Hq, nb, D]
-            k = _linear(h, at.k_proj, self._pk(f"pk{li}_k")).view(Bb, nb, Hk, D).transpose(1, 2)  # [Bb, Hk, nb, D]
-            v = _linear(h, at.v_proj, self._pk(f"pk{li}_v")).view(Bb, nb, Hk, D).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
-            # one in-place index_put_ on the cache itself (not on a view of it), which inductor
-            # keeps in place: cache[t, li, b, h, slots[b, j]] = (k, v)[t][b, h, j]
-            idx = (kv_sel, torch.full_like(kv_sel, li), rows4, heads4, slots4)
-            cache.index_put_(idx, torch.stack((k, v)).to(cache.dtype))  # values [2, Bb, Hk, nb, D]
-            o = F.scaled_dot_product_attention(q, cache[0, li, :Bb], cache[1, li, :Bb], attn_mask=mask,
-                                               scale=D**-0.5, enable_gqa=Hq != Hk)  # [Bb, Hq, nb, D]
-            x = x + _linear(o.transpose(1, 2).reshape(Bb, nb, Hq * D), at.o_proj, self._pk(f"pk{li}_o"))
-            h = self._rms(x, layer.post_attention_layernorm.weight, self.eps[li])
-            m = layer.mlp
-            x = x + _linear(self.act(_linear(h, m.gate_proj, self._pk(f"pk{li}_gate"))) * _linear(h, m.up_proj, self._pk(f"pk{li}_up")),
-                             m.down_proj, self._pk(f"pk{li}_down"))
-        hid = self._rms(x[:, -keep:] if keep else x, self.norm.weight, self.final_eps)
-        return _linear(hid, self.head, self._pk("pk_head")), hid
-
-    def chain(self, tokens, positions, mask, slots, cache, steps: int = 1):
-        """`steps` forwards of one token per row, each fed the argmax of the last (a draft's greedy
-        chain in one graph): step i runs token t_i at positions + i, slot slots + i, under `mask`
-        with slots [slots, slots + i] opened, and t_{i+1} = argmax logits_i (ties: lowest id).
-        tokens, positions, slots: int64 [Bb, 1] (t_0 and its place); mask: bool [Bb, 1, 1, S];
-        cache as `forward`. Padding rows (slot S - 1) stay on that slot. Returns (argmaxes int64
-        [Bb, steps], logits [Bb, steps, V], last hidden states [Bb, steps, hidden])."""
-        S = cache.shape[4]
-        ar = torch.arange(S, device=tokens.device)  # [S]
-        live = slots < S - 1  # [Bb, 1]: real rows advance, padding rows keep the spare slot
-        toks, logits, hids = [], [], []
-        for _ in range(steps):
-            lg, hid = self.forward(tokens, positions, mask, slots, cache)  # [Bb, 1, V], [Bb, 1, hidden]
-            tokens = lg.argmax(-1)  # [Bb, 1]
-            toks.append(tokens)
-            logits.append(lg)
-            hids.append(hid)
-            positions = positions + 1
-            slots = torch.where(live, slots + 1, slots)
-            mask = mask | (ar == slots[..., None])[:, None]  # [Bb, 1, 1, S]: the new node's slot opened
-        return torch.cat(toks, 1), torch.cat(logits, 1), torch.cat(hids, 1)
-
-
-# Rows up to which a CPU projection runs as cospec::linear_rows (below) where its weight has no
-# packed copy: it reads 20 float32 [1536, 576] weights 1.55x / 1.26x / 1.04x faster than the
-# fastest other path at 16 / 24 / 32 rows and 0.88x at 48 (bench/ops/gemv_speed.py --rows
-# 16,24,32,48, 2026-12-07); a 20-token eager prefill of a 48 MiB model: 8.4 ms against 9.9 with 16.
-LINEAR_ROWS_MAX = 32
-# Rows from which a CPU projection with a packed copy runs as cospec::linear_packed: over the
-# demo target's 57 projections, linear_rows / linear_packed / F.linear take 4.6 / 5.9 / 6.8 ms at
-# 16 rows, 6.6 / 6.4 / 8.3 at 24 and 12.4 / 9.9 / 11.3 at 48 (bench/ops/linear_packed_speed.py).
-PACKED_ROWS_MIN = 17
 # Rows (batch bucket x prompt tokens) up to which a CPU prefill runs as a compiled graph dynamic in
 # the prompt length (module docstring). Up to PACKED_ROWS_MIN - 1, so that one graph serves every
 # such prompt: with more rows _linear's choice of kernel would split it into two graphs.
 PREFILL_ROWS_MAX = PACKED_ROWS_MIN - 1
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
-
-
-def _stamp(w: torch.Tensor):
-    """What tells a weight's packed copy stale: (storage address, version counter), None where
-    the tensor has no version counter (an inference tensor: then it is repacked every call)."""
-    try:
-        return (w.data_ptr(), w._version)
-    except RuntimeError:
-        return None
-
-
-def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None = None) -> torch.Tensor:
-    """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
-
-    On the CPU, with few rows (decode steps, draft levels, batch-1 verification trees: below
-    PACKED_ROWS_MIN, or up to LINEAR_ROWS_MAX without `packed`) through `cospec::linear_rows`,
-    which reads W once for all rows (register tiles over rows; W split over torch's threads from
-    256 KiB on): a forward bound by reading the weights then costs about the same for 1 and for
-    8 tokens (bench/ops/forward_buckets.py). With more rows (a batch-8 verification, a prefill)
-    the product is bound by the FMA units: through `cospec::linear_packed` over `packed`
-    (ops.pack_weight(W), float32 [ceil(out / 48), in, 48]), broadcast-FMA tiles without lane sums.
-    Inside a compiled graph the ops are extern calls between inductor's fused kernels. Other
-    cases (no packed copy and more rows, other devices) use `F.linear` (MKL, cuBLAS). bfloat16
-    weights too: inductor's per-row reduction streams them faster on bare matrices at one row
-    (0.95 vs 1.27 ms, bench/ops/gemv_speed.py --dtype bfloat16) but is 1.7x slower in the whole
-    forward (bench/ops/bf16_forward.py)."""
-    w, b = lin.weight, lin.bias
-    rows = x.numel() // x.shape[-1]
-    if x.device.type != "cpu":
-        return F.linear(x, w, b)
-    if packed is not None and rows >= PACKED_ROWS_MIN and x.dtype == torch.float32:
-        y = torch.ops.cospec.linear_packed(x.reshape(rows, x.shape[-1]), packed, w.shape[0], b)  # [rows, out]
-        return y.view(*x.shape[:-1], w.shape[0])
-    if rows > LINEAR_ROWS_MAX:
-        return F.linear(x, w, b)
-    y = torch.ops.cospec.linear_rows(x.reshape(rows, x.shape[-1]), w, b)  # [rows, out]
-    return y.view(*x.shape[:-1], w.shape[0])
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
 
 _CORES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> CompiledCore
 
@@ -346,8 +173,9 @@ def _skip_guards():
 class CompiledCore:
     """A model's `_Core` and one `torch.compile`d forward per static shape, built once per model
     and kept across decode calls: `fns` maps a shape key (Bb, nb, cache shape, dtype, device)
-    to (compiled forward, _Capture or None); `guarded` holds the keys whose calls keep checking
-    dynamo's guards."""
+    to (compiled forward, _Capture or None); `guarded` holds the keys whose calls check dynamo's
+    guards when they are not called directly (the dynamic prefill's, or a graph whose guards
+    proved needed)."""
 
     def __init__(self, model):
         self.core = _Core(model)  # holds the model's modules: never .to() it
@@ -376,8 +204,9 @@ class CompiledCore:
                 f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":
                 hit = (torch.compile(f, dynamic=False, fullgraph=True, mode="reduce-overhead"), None)
-            elif key[0] == "prefill":  # dynamic in the prompt length: called through dynamo's guards
-                hit = (torch.compile(f, fullgraph=True, backend=_Capture(_cpu_options(self.cpu_threads))), None)
+            elif key[0] == "prefill":  # dynamic in the prompt length (mark_dynamic on its first call):
+                cap = _Capture(_cpu_options(self.cpu_threads))  # called directly once bound, else
+                hit = (torch.compile(f, fullgraph=True, backend=cap), cap)  # through dynamo's guards
                 self.guarded.add(key)
             else:
                 cap = _Capture(_cpu_options(self.cpu_threads))
@@ -391,13 +220,13 @@ class CompiledCore:
         fn, cap = self.get(key)
         if new:
             out = fn(*inputs)
-            if cap is not None:
-                cap.bind(inputs)
+            if cap is not None:  # a prefill graph over more than 2 tokens was marked dynamic
+                cap.bind(inputs, dynamic=key[0] == "prefill" and PREFILL_ROWS_MAX // key[1] > 2)
             return out
-        if key in self.guarded:
-            return fn(*inputs)
         if cap is not None and cap.user_idx is not None:
             return cap.call(inputs)
+        if key in self.guarded:
+            return fn(*inputs)
         try:  # this code object holds this one graph, chosen by key: its guards need not run
             with _skip_guards():
                 return fn(*inputs)
@@ -426,22 +255,28 @@ class _Capture:
     """A torch.compile backend that compiles with inductor and keeps the compiled function and
     the graph's example inputs (the model's parameters and the first call's tensors), so later
     calls of the same shape can call it directly with their own tensors in the user inputs'
-    places, without dynamo's per-call frame handling (~0.1-0.2 ms per call measured)."""
+    places, without dynamo's per-call frame handling (~0.1-0.2 ms per call measured; a graph
+    dynamic in the prompt length ~0.6 ms through its guards). A dynamic graph also takes each
+    size symbol as an input: `syms` says where each is read, (its input, tensor input, dim)."""
 
     def __init__(self, options):
         self.options = options
         self.fn = self.examples = self.user_idx = None
+        self.syms: list | None = []
 
     def __call__(self, gm, example_inputs):
         from torch._inductor.compile_fx import compile_fx
 
         self.fn = compile_fx(gm, example_inputs, config_patches=self.options)
         self.examples = list(example_inputs)
+        self.syms = _sym_sources(gm, self.examples)
         return self.fn
 
-    def bind(self, inputs: tuple) -> None:
+    def bind(self, inputs: tuple, dynamic: bool = False) -> None:
         """After the first call: where each of `inputs` sits among the example inputs (by identity);
-        None (never called directly) unless every one is found exactly once."""
+        None (never called directly) unless every one is found exactly once and, for a graph meant
+        to be dynamic, its size symbols were all located (a graph that dynamo specialised keeps
+        its guards)."""
         idx = []
         for t in inputs:
             at = [i for i, e in enumerate(self.examples or []) if e is t]
@@ -449,13 +284,43 @@ class _Capture:
                 self.user_idx = None
                 return
             idx.append(at[0])
-        self.user_idx = idx
+        self.user_idx = idx if self.syms is not None and (self.syms or not dynamic) else None
 
     def call(self, inputs: tuple):
         args = list(self.examples)
         for i, t in zip(self.user_idx, inputs):
             args[i] = t
+        for i, j, d in self.syms:  # a size symbol: its value in this call's tensors
+            args[i] = args[j].shape[d]
         return self.fn(*args)
+
+
+def _sym_sources(gm, examples: list) -> list | None:
+    """For each size-symbol input of a dynamic graph (a SymInt among its example inputs), where
+    its value is read: (its input, a tensor input, the dim of that tensor's size that is the
+    symbol) -> list of triples; None when one cannot be found."""
+    phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(phs) != len(examples):
+        return None if any(isinstance(e, torch.SymInt) for e in examples) else []
+    out = []
+    for i, e in enumerate(examples):
+        if not isinstance(e, torch.SymInt):
+            continue
+        found = None
+        for j, ph in enumerate(phs):
+            fake = ph.meta.get("example_value")
+            if not isinstance(fake, torch.Tensor):
+                continue
+            for d, size in enumerate(fake.shape):
+                if isinstance(size, torch.SymInt) and size.node.expr == e.node.expr:
+                    found = (i, j, d)
+                    break
+            if found:
+                break
+        if found is None:
+            return None
+        out.append(found)
+    return out
 
 
 def compiled_core(model) -> CompiledCore:

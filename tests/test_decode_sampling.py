@@ -63,3 +63,30 @@ def test_seed_makes_sampling_reproducible():
                                       temperature=0.8, seed=s, eos_token_id=[]).sequences
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
+
+
+def test_carried_prefill_samples_follow_target():
+    """A compiled batch-1 spd call carries the target's prefill on its first round's forward
+    (tests/test_carried_prefill.py): its first token is then sampled by the verification too. The
+    1st and 2nd tokens of 1500 such calls (seeds 0..1499) follow the target's exact marginals."""
+    from cospec_ext.engine.native import CARRIED_ROWS_MAX
+
+    target = tiny("llama", 2, seed=35, vocab=V, init=0.5)
+    draft = tiny("llama", 1, seed=36, vocab=V, init=0.5)
+    prompt = [1, 5, 6, 4]
+    assert len(prompt) - 1 + 3 <= CARRIED_ROWS_MAX  # chain:2: 3 nodes
+    ids = torch.tensor([prompt])
+    new, forwards, rounds = [], 0, 0
+    for s in range(1500):
+        out = cospec_ext.decode(target, draft, ids, mode="spd", tree="chain:2;fixed", max_new_tokens=2,
+                                temperature=T, seed=s, eos_token_id=[], pad_token_id=0, compile=True)
+        new.append(out.sequences[0, len(prompt):])
+        forwards, rounds = forwards + out.stats.target_forwards, rounds + out.stats.rounds
+    assert forwards == rounds, "every call's first round should carry the prefill"
+    new = torch.stack(new)  # [1500, 2]
+    with torch.no_grad():
+        p1 = torch.softmax(target(input_ids=ids).logits[0, -1].double() / T, -1)
+    m2, _ = _marginals(target, prompt)
+    s1, s2 = _chi2(new[:, 0], p1), _chi2(new[:, 1], m2)
+    assert s1 < CHI2_999_DF7, f"1st token chi2 = {s1:.1f} (df 7)"
+    assert s2 < CHI2_999_DF7, f"2nd token chi2 = {s2:.1f} (df 7)"

@@ -94,15 +94,17 @@ class _Core(torch.nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return w * h.to(x.dtype)
 
-    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0):
+    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0, packed: bool = True):
         """tokens, positions, slots: int64 [Bb, nb]; mask: bool [Bb, 1, nb, S];
         cache: [2, L, B0, H_kv, S, D] (rows [0, Bb) are used; slots written in place);
-        keep > 0: the head runs over the last `keep` positions only (an eager prefill).
+        keep > 0: the head runs over the last `keep` positions only (a prefill);
+        packed=False: never the packed copies (a graph dynamic in nb, whose rows must not choose
+        the kernel: native.PREFILL_ROWS_MAX).
         Returns (logits [Bb, nb or keep, V], last hidden state [Bb, nb or keep, hidden])."""
         Bb, nb = tokens.shape
         D, Hq, Hk = self.head_dim, self.heads, self.kv_heads
         fused = self.fused and tokens.device.type == "cpu" and torch.compiler.is_compiling()
-        lin = lambda x, mod, name: _linear(x, mod, self._pk(name), fused)  # noqa: E731
+        lin = lambda x, mod, name: _linear(x, mod, self._pk(name) if packed else None, fused)  # noqa: E731
         x = self.embed(tokens)  # [Bb, nb, hidden]
         freqs = positions.float()[..., None] * self.inv_freq  # [Bb, nb, D/2]
         emb = torch.cat((freqs, freqs), dim=-1)

@@ -77,7 +77,7 @@ class SpecEngine:
         # the ranks that must agree: the target's tensor-parallel group (not the data-parallel
         # replicas of a 2-D mesh, which decode other prompts)
         self.tp_group = getattr(verifier, "tp_group", None)
-        timed = depth > 0 and spec.adaptive and cost is None
+        timed = self._timed = depth > 0 and spec.adaptive and cost is None
         # where timings steer the depth (the output cannot depend on it), a call starts from what
         # the last call with these models and shapes learned (adaptive.PairMemory)
         self._memory = None
@@ -114,6 +114,8 @@ class SpecEngine:
         self.root_tree = _root_only(dev)  # the tree of a round without drafting (less its tokens)
         self._expanded: dict = {}  # (id of a shared tree table, B) -> (table, contiguous [B, N])
         # statistics
+        self.pending: torch.Tensor | None = None  # prompt tokens whose target prefill the next forward carries
+        self.draft_prompt_len = P  # prompt tokens the draft's prefill covers (P - 1: the first root is the last)
         self.rounds = self.row_rounds = self.committed = 0
         self.consulted = self.arbiter_accepted = 0
 
@@ -141,29 +143,58 @@ class SpecEngine:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, input_ids: torch.Tensor) -> None:
-        logits = self.target.prefill(input_ids)  # [B, V]
         self.prompt = input_ids  # [B0, P]: the draft's prefill, when it first drafts
-        first = self._pick(logits)  # [B]
-        zeros = torch.zeros_like(first)
         if self.stream is not None:
             self.stream.prompt(input_ids)
-        kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
-        kept, fin = self._after_commit(kept, fin)
-        self.total_h += kept
-        self._retire(fin.bool())
+        if self._defers_prefill():
+            # the first round's target forward carries the prefill: the prompt's last token is
+            # its root (committed, not yet in either cache), its first P - 1 tokens are pending
+            self.pending = input_ids[:, :-1]  # [B0, P - 1]
+            self.draft_prompt_len = self.P - 1
+            self.dlen -= 1
+            self.dlen_h -= 1
+        else:
+            logits = self.target.prefill(input_ids)  # [B, V]
+            first = self._pick(logits)  # [B]
+            zeros = torch.zeros_like(first)
+            kept, fin, _ = self._commit(first[:, None], zeros[:, None], zeros, first, [])
+            kept, fin = self._after_commit(kept, fin)
+            self.total_h += kept
+            self._retire(fin.bool())
         while self.rows.numel():
             self._round()
         if self._memory is not None:
             MEMORY.put(*self._memory, self.ctrl.state())
 
+    def _defers_prefill(self) -> bool:
+        """Whether the target's prefill rides on the first round's forward (runner.forward_prefix_nodes):
+        one forward over P - 1 + N tokens instead of a prefill over P and, a round later, a
+        verification over N. At batch 1 that forward costs about a prefill (the demo target: a
+        forward over 18 tokens against 11), so the call saves a verification forward (~2 ms of a
+        ~20 ms call). Taken where such a prefill is one compiled graph (a static-shape verifier on
+        the CPU, batch bucket x (P - 1 + the tree's nodes) <= native.CARRIED_ROWS_MAX), a draft
+        with its own cache drafts the first round, nothing steers the depth by timings (the first
+        round's time would include the prefill), and there is no arbiter: the first token then
+        is a draft candidate the arbiter could accept, and the rounds fall elsewhere, so cospec's
+        output would differ from its uncompiled run's (spd's cannot: it is the target's)."""
+        from .native import CARRIED_ROWS_MAX, batch_bucket
+
+        if (self.drafter is None or self.arbiter is not None or self.shared or self._timed or self.P < 2
+                or self.dev.type != "cpu"
+                or not (self.target.static and getattr(self.target.adapter, "compile", False) is True)):
+            return False
+        return batch_bucket(self.B0, self.target.cache.data.shape[2]) * (self.P - 1 + self.spec.max_expanded) \
+            <= CARRIED_ROWS_MAX
+
     def _prefill_draft(self) -> None:
-        """The draft's prefill over the live rows' prompts (slots [0, P), as the target's)."""
-        ids = self.prompt
+        """The draft's prefill over the live rows' prompts (slots [0, P), as the target's; [0, P - 1)
+        when the target's prefill is deferred: the prompt's last token is the first root)."""
+        ids = self.prompt[:, :self.draft_prompt_len]
         if self.rows.numel() != ids.shape[0]:  # rows finished before the draft first ran
             ids = ids.index_select(0, self.rows.to(ids.device))
         s0 = self.draft_runner.seconds
         self.draft_runner.prefill(ids)
-        self.ctrl.observe_prefill(self.draft_runner.seconds - s0, self.P)  # a first estimate of a probe's cost
+        self.ctrl.observe_prefill(self.draft_runner.seconds - s0, ids.shape[1])  # a first estimate of a probe's cost
         self.draft_ready = True
 
     def _round(self) -> None:
@@ -189,7 +220,12 @@ class SpecEngine:
         cand = d.candidates.contiguous()  # [B, N]
         parents = self._rows_of(d.parents, B)  # [B, N]
         N = cand.shape[1]
-        logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
+        carried = self.pending is not None  # this forward carries the target's prefill
+        if carried:
+            logits = self.target.forward_prefix_nodes(self.pending, cand, root_slot, root_slot_h, d.anc, d.depth)
+            self.pending = None
+        else:
+            logits = self.target.forward_nodes(cand, root_slot, root_slot_h, 0, d.anc, d.depth)  # [B, N, V]
         # for its argmax (the engine's own logits: the kernel without the wrapper's checks)
         ls = ops.logit_stats_unchecked(logits) if self.arbiter is not None else None
         accept = feats = probs = hid = None
@@ -241,7 +277,7 @@ class SpecEngine:
         elif depth > 0:
             self.dlen = self.drafter.commit(d, v.path, v.accept_len)
             self.dlen_h = root_slot_h + res[2].clamp(max=d.fed_levels) + 1
-        if self.drafter is not None:
+        if self.drafter is not None and not carried:
             # the round's time less its draft forwards (and any graph compiled in it): the
             # target's forward plus the engine's own work, which grows with the tree
             round_s = time.perf_counter() - t_round0 - (self._compile_seconds() - c_round0)

@@ -127,9 +127,20 @@ def unsupported_reason(model, facts: dict | None = None) -> str | None:
 
 
 # Rows (batch bucket x prompt tokens) up to which a CPU prefill runs as a compiled graph dynamic in
-# the prompt length (module docstring). Up to PACKED_ROWS_MIN - 1, so that one graph serves every
-# such prompt: with more rows _linear's choice of kernel would split it into two graphs.
+# the prompt length (module docstring). Its projections all run as cospec::linear_rows (the graph
+# never takes the packed copies, so no row count splits it into two graphs).
 PREFILL_ROWS_MAX = PACKED_ROWS_MIN - 1
+# The same for a prefill that a round's tree rides on (logits of its last keep > 1 positions:
+# engine/loop.py, a batch-1 spd call's first round; a prompt of P tokens and a chain:7 tree make
+# P - 1 + 8 rows): up to LINEAR_ROWS_MAX rows (at 24 rows linear_rows and linear_packed cost about
+# the same, 6.6 vs 6.4 ms over the demo target's projections). The plain prefill keeps 16, so that
+# a warm-up call on a short prompt leaves longer prompts no graph to build (they run eagerly).
+CARRIED_ROWS_MAX = LINEAR_ROWS_MAX
+
+
+def prefill_rows_max(keep: int) -> int:
+    """Rows up to which a prefill keeping the logits of its last `keep` positions is compiled."""
+    return CARRIED_ROWS_MAX if keep > 1 else PREFILL_ROWS_MAX
 # Weight bytes from which a model's compiled CPU kernels use torch's thread count (CompiledCore).
 PARALLEL_BYTES = 64 << 20
 
@@ -198,8 +209,8 @@ class CompiledCore:
             tag = "_".join(str(k) for k in key[:2]) + f"_{len(self.fns)}"
             if key[0] == "chain":  # ("chain", Bb, steps, ...): the draft's chain, `steps` baked in
                 f = _own_code(self.core.chain, tag, defaults=(key[2],))
-            elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in
-                f = _own_code(self.core.forward, tag, defaults=(key[2],))
+            elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in, no packed copies
+                f = _own_code(self.core.forward, tag, defaults=(key[2], False))
             else:
                 f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":
@@ -219,9 +230,22 @@ class CompiledCore:
         new = key not in self.fns
         fn, cap = self.get(key)
         if new:
-            out = fn(*inputs)
+            try:
+                # dynamic only where marked: dynamo's automatic dynamic shapes would also make sizes
+                # symbolic that differed in an earlier frame of the same name (another model's
+                # weights, in a process that decoded with several models)
+                with _quiet("torch._guards"), torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+                    out = fn(*inputs)
+            except Exception as e:  # noqa: BLE001 - only the one case below is handled
+                if "Constraints violated" not in str(e):
+                    raise
+                # a dynamic graph found in inductor's on-disk cache as an older build compiled it,
+                # for a narrower range of the prompt length, brings that range's guards: build it
+                # afresh (once per process and shape)
+                with _no_disk_cache(), torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+                    out = fn(*inputs)
             if cap is not None:  # a prefill graph over more than 2 tokens was marked dynamic
-                cap.bind(inputs, dynamic=key[0] == "prefill" and PREFILL_ROWS_MAX // key[1] > 2)
+                cap.bind(inputs, dynamic=key[0] == "prefill" and prefill_rows_max(key[2]) // key[1] > key[2] + 1)
             return out
         if cap is not None and cap.user_idx is not None:
             return cap.call(inputs)
@@ -235,6 +259,30 @@ class CompiledCore:
                 raise
             self.guarded.add(key)
             return fn(*inputs)
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """Logger `name` silent inside the block."""
+    import logging
+
+    log = logging.getLogger(name)
+    was = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = was
+
+
+@contextlib.contextmanager
+def _no_disk_cache():
+    """Compiles without inductor's FX graph cache and AOTAutograd's cache (neither read nor written)."""
+    from torch._functorch import config as functorch_config
+    from torch._inductor import config as inductor_config
+
+    with inductor_config.patch(fx_graph_cache=False), functorch_config.patch(enable_autograd_cache=False):
+        yield
 
 
 def _cpu_options(threads: int) -> dict:
@@ -298,21 +346,29 @@ class _Capture:
 def _sym_sources(gm, examples: list) -> list | None:
     """For each size-symbol input of a dynamic graph (a SymInt among its example inputs), where
     its value is read: (its input, a tensor input, the dim of that tensor's size that is the
-    symbol) -> list of triples; None when one cannot be found."""
+    symbol, compared after the shape environment's replacements: a placeholder's symbol may have
+    been unified with another) -> list of triples; None when one cannot be found."""
     phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(phs) != len(examples):
         return None if any(isinstance(e, torch.SymInt) for e in examples) else []
+
+    def expr(v):
+        env = v.node.shape_env
+        return env.simplify(v.node.expr) if env is not None else v.node.expr
+
     out = []
     for i, e in enumerate(examples):
         if not isinstance(e, torch.SymInt):
             continue
+        want = expr(phs[i].meta.get("example_value", e) if isinstance(phs[i].meta.get("example_value"), torch.SymInt)
+                    else e)
         found = None
         for j, ph in enumerate(phs):
             fake = ph.meta.get("example_value")
             if not isinstance(fake, torch.Tensor):
                 continue
             for d, size in enumerate(fake.shape):
-                if isinstance(size, torch.SymInt) and size.node.expr == e.node.expr:
+                if isinstance(size, torch.SymInt) and expr(size) == want:
                     found = (i, j, d)
                     break
             if found:
@@ -372,8 +428,8 @@ class NativeAdapter:
         B0, S = cache.shape[2], cache.shape[4]
         dev = input_ids.device
         # a short CPU prefill is compiled: one graph dynamic in n, or the rounds' one-token graph
-        short = self.compile and dev.type == "cpu" and batch_bucket(B, B0) * n <= PREFILL_ROWS_MAX
-        if logits_to_keep and short and n >= 2:
+        short = self.compile and dev.type == "cpu" and batch_bucket(B, B0) * n <= prefill_rows_max(logits_to_keep)
+        if logits_to_keep and short and n > logits_to_keep:
             return self._prefill_graph(input_ids, position_ids, attention_mask, kv, logits_to_keep, return_hidden)
         # a longer prefill, or more tokens than a round's tree: eager, unpadded (module docstring)
         eager = (logits_to_keep > 0 and not short) or query_bucket(n) > COMPILED_QUERY_MAX
@@ -394,7 +450,7 @@ class NativeAdapter:
 
     def _prefill_graph(self, input_ids, position_ids, attention_mask, kv, keep: int, return_hidden: bool):
         """A short CPU prefill through the graph of (batch bucket, keep, cache shape), dynamic in
-        the prompt length n (2 <= n, batch bucket x n <= PREFILL_ROWS_MAX): input_ids,
+        the prompt length n (keep < n, batch bucket x n <= prefill_rows_max(keep)): input_ids,
         position_ids int64 [B, n], attention_mask bool [B, 1, n, n] -> logits [B, keep, V] (and
         the last hidden states [B, keep, hidden])."""
         B, n = input_ids.shape
@@ -402,10 +458,10 @@ class NativeAdapter:
         Bb = batch_bucket(B, cache.shape[2])
         inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(n), Bb, n, cache.shape[4]) + (cache,)
         key = ("prefill", Bb, keep, tuple(cache.shape), cache.dtype, input_ids.device)
-        hi = PREFILL_ROWS_MAX // Bb  # the longest prompt this graph meets
-        if key not in self.compiled.fns and hi > 2:  # the first call traces n as a symbol (not one graph per n)
+        hi = prefill_rows_max(keep) // Bb  # the longest prompt this graph meets
+        if key not in self.compiled.fns and hi > keep + 1:  # the first call traces n as a symbol (not one graph per n)
             for t, dim in zip(inputs[:4], (1, 1, 2, 1)):  # tokens, positions, mask [Bb, 1, n, S], slots
-                torch._dynamo.mark_dynamic(t, dim, min=2, max=hi)
+                torch._dynamo.mark_dynamic(t, dim, min=keep + 1, max=hi)
         logits, hid = self._graph(key, inputs)  # [Bb, keep, V], [Bb, keep, hidden]
         return (logits[:B], hid[:B]) if return_hidden else logits[:B]
 

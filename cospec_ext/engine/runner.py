@@ -97,6 +97,24 @@ class ModelRunner:
             kv = KVView(self.cache, s_used, slots=root_slot[:, None] + self.node_ids[node_lo : node_lo + n])  # [B, n]
         return self._run(tokens, positions, mask, kv)
 
+    def forward_prefix_nodes(self, prefix: torch.Tensor, tokens: torch.Tensor, root_slot: torch.Tensor,
+                             root_slot_host: torch.Tensor, anc: torch.Tensor, depth) -> torch.Tensor:
+        """A deferred prefill and a round's tree in one forward: prefix int64 [B, p] (left-padded
+        prompt tokens for slots [0, p), not yet in the cache) then tree nodes 0..n-1 (tokens
+        [B, n]) at root_slot = p for every row; anc, depth as forward_nodes. The prefix attends
+        causally (prefill_mask), node q to the prefix and its ancestors-or-self. Counts one
+        forward. Returns the nodes' logits [B, n, V]."""
+        B, p = prefix.shape
+        n = tokens.shape[1]
+        first_pos, _, _ = self._root_facts(root_slot, root_slot_host)
+        positions = torch.cat([(self.node_ids[:p][None, :] - self.pad[:, None]).clamp(min=0),
+                               (first_pos + depth).expand(B, n)], dim=1)  # [B, p + n]
+        pre = prefill_mask(self.pad, p)  # [B, 1, p, p]
+        mask = torch.cat([torch.nn.functional.pad(pre, (0, n)), self.masks.tree(self.pad, root_slot, anc, p + n)],
+                         dim=2)  # [B, 1, p + n, p + n]
+        kv = KVView(self.cache, p + n, uniform_start=0)
+        return self._run(torch.cat([prefix, tokens], dim=1), positions, mask, kv, logits_to_keep=n)
+
     @property
     def chains(self) -> bool:
         """Whether the adapter runs a greedy chain of one-token forwards in one call over this

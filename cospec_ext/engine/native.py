@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.utils import counters as _counters
 
-from .core import _ACTS, FUSED_BYTES, LINEAR_ROWS_MAX, PACKED_ROWS_MIN, _Core, _linear  # noqa: F401 (re-exported)
+from .core import _ACTS, LINEAR_ROWS_MAX, PACKED_ROWS_MIN, _Core, _linear  # noqa: F401 (_linear re-exported)
 
 SUPPORTED = ("llama", "qwen2", "mistral")
 

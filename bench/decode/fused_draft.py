@@ -8,9 +8,9 @@ FUSED_BYTES = 0 when its graphs were made (extern). Prints
 1. the draft's 8-step chain graph (`NativeAdapter.forward_chain`, batch 1, the demo tree's
    chain:7) per variant: the median of 300 calls, interleaved in blocks of 20;
 2. SPD through decode(compile=True) with either draft and compiled target-only, over
-   validation-split problems (seed VAL_SEED + 7): after an untimed warm-up, `repeats` passes in
-   rotating order; per pass tokens/s = new tokens / (wall - compile s); the median ratio over
-   target-only in the same pass and the median ratio fused / extern.
+   validation-split problems (seed VAL_SEED + 7), timed as `cospec demo` times (task/timing.py:
+   a warm-up, then `repeats` interleaved passes): the median ratio over target-only in the same
+   pass and the median (and range) of fused / extern.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from cospec_ext.engine.adapter import HFAdapter
 from cospec_ext.engine.native import NativeAdapter, compiled_core
 from cospec_ext.engine.runner import ModelRunner
 from cospec_ext.task import validation
-from cospec_ext.task.evaluate import run_method
 from cospec_ext.task.tasks import ASSETS, DEFAULT_TREE, make_task
+from cospec_ext.task.timing import median_ratio, timed, warm_up
 
 
 def chain_ms(drafts: dict, steps: int, calls: int = 300, block: int = 20) -> dict:
@@ -76,27 +76,16 @@ def main() -> None:
           f"({ms['extern'] / ms['fused']:.2f}x)", flush=True)
 
     probs = task.problems(args.n, seed=validation.VAL_SEED + 7, split="validation")
-    common = dict(tree=DEFAULT_TREE, max_new_tokens=64, compile=True, batch=args.batch)
-    drafts = {"target": fused, "spd fused": fused, "spd extern": extern}
-
-    def go(v):
-        return run_method(v, target, drafts[v], task, probs, mode="target" if v == "target" else "spd", **common)[0]
-
-    variants = list(drafts)
-    for v in variants:
-        go(v)
-    tps = {v: [] for v in variants}
-    for k in range(args.repeats):
-        for v in variants[k % 3:] + variants[:k % 3]:
-            r = go(v)
-            tps[v].append(r.new_tokens / (r.wall - r.compile_s))
-    for v in variants:
-        ratio = statistics.median(a / b for a, b in zip(tps[v], tps["target"]))
-        print(f"{v:<11} {statistics.median(tps[v]):7.1f} tok/s  {ratio:.3f}x target-only")
-    rs = [a / b for a, b in zip(tps["spd fused"], tps["spd extern"])]
-    print(f"spd fused / extern at batch {args.batch}: {statistics.median(rs):.3f} (median of {args.repeats} passes; "
-          f"{', '.join(f'{x:.3f}' for x in rs)})")
-
+    common = dict(tree=DEFAULT_TREE, max_new_tokens=64, compile=True)
+    methods = {"target": dict(mode="target"), "spd fused": dict(mode="spd", draft=fused),
+               "spd extern": dict(mode="spd", draft=extern)}
+    warm_up(methods, target, fused, task, [probs], batch=args.batch, **common)
+    t = timed(methods, target, fused, task, [probs], args.repeats, batch=args.batch, **common)
+    for v in methods:
+        print(f"{v:<11} {statistics.median(t['tokens_per_s'][v]):7.1f} tok/s  "
+              f"{statistics.median(t['speedup'][v]):.3f}x target-only")
+    med, lo, hi = median_ratio(t["tokens_per_s"]["spd fused"], t["tokens_per_s"]["spd extern"])
+    print(f"spd fused / extern at batch {args.batch}: {med:.3f} (median of {args.repeats} passes; {lo:.3f}-{hi:.3f})")
 
 if __name__ == "__main__":
     main()

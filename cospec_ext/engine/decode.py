@@ -130,10 +130,11 @@ def _check_prompt(input_ids, attention_mask, device, vocab):
             raise ValueError(f"`attention_mask` is on {attention_mask.device} but the models are on {device}")
         attention_mask = attention_mask.long()
     # every check in one host read (a decode call's fixed cost, paid by batch-1 calls per prompt)
-    pad = (attention_mask == 0).sum(1)  # [B]
+    zero = attention_mask == 0  # [B, P]
+    pad = zero.sum(1)  # [B]
     P = input_ids.shape[1]
     m_lo, m_hi = torch.aminmax(attention_mask)
-    t_lo, t_hi = torch.aminmax(input_ids.masked_fill(attention_mask == 0, 0))  # over the real tokens
+    t_lo, t_hi = torch.aminmax(input_ids.masked_fill(zero, 0))  # over the real tokens
     # left-padded 0/1 rows: the first 1 of each row sits right after its zeros
     shifted = (attention_mask.argmax(1) != pad) & (pad < P)
     lo, hi, bad_order, empty, tlo, thi = torch.stack(

@@ -24,6 +24,7 @@ from .adapter import ModelAdapter
 from .draft import Draft, Drafter
 from .features import hidden_inputs_of, node_features
 from .kv import KVCache
+from .native import CARRIED_ROWS_MAX, batch_bucket
 from .runner import ModelRunner
 from .selfdraft import shared_prefix_layers
 from .stop import StopStrings
@@ -177,8 +178,6 @@ class SpecEngine:
         round's time would include the prefill), and there is no arbiter: the first token then
         is a draft candidate the arbiter could accept, and the rounds fall elsewhere, so cospec's
         output would differ from its uncompiled run's (spd's cannot: it is the target's)."""
-        from .native import CARRIED_ROWS_MAX, batch_bucket
-
         if (self.drafter is None or self.arbiter is not None or self.shared or self._timed or self.P < 2
                 or self.dev.type != "cpu"
                 or not (self.target.static and getattr(self.target.adapter, "compile", False) is True)):

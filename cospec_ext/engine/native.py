@@ -225,8 +225,9 @@ class CompiledCore:
             self.fns[key] = hit
         return hit
 
-    def run(self, key: tuple, inputs: tuple):
-        """Calls the graph of `key` (compiling it on first use) -> (logits, hidden)."""
+    def run(self, key: tuple, inputs: tuple, dynamic: bool = False):
+        """Calls the graph of `key` (compiling it on first use) -> (logits, hidden). dynamic: its
+        first call's inputs were marked dynamic (mark_dynamic)."""
         new = key not in self.fns
         fn, cap = self.get(key)
         if new:
@@ -244,8 +245,8 @@ class CompiledCore:
                 # afresh (once per process and shape)
                 with _no_disk_cache(), torch._dynamo.config.patch(automatic_dynamic_shapes=False):
                     out = fn(*inputs)
-            if cap is not None:  # a prefill graph over more than 2 tokens was marked dynamic
-                cap.bind(inputs, dynamic=key[0] == "prefill" and prefill_rows_max(key[2]) // key[1] > key[2] + 1)
+            if cap is not None:
+                cap.bind(inputs, dynamic)
             return out
         if cap is not None and cap.user_idx is not None:
             return cap.call(inputs)
@@ -356,26 +357,18 @@ def _sym_sources(gm, examples: list) -> list | None:
         env = v.node.shape_env
         return env.simplify(v.node.expr) if env is not None else v.node.expr
 
+    # (input, dim, symbol) of every symbolic size of the tensor inputs
+    dims = [(j, d, expr(size)) for j, ph in enumerate(phs) if isinstance(ph.meta.get("example_value"), torch.Tensor)
+            for d, size in enumerate(ph.meta["example_value"].shape) if isinstance(size, torch.SymInt)]
     out = []
     for i, e in enumerate(examples):
-        if not isinstance(e, torch.SymInt):
-            continue
-        want = expr(phs[i].meta.get("example_value", e) if isinstance(phs[i].meta.get("example_value"), torch.SymInt)
-                    else e)
-        found = None
-        for j, ph in enumerate(phs):
-            fake = ph.meta.get("example_value")
-            if not isinstance(fake, torch.Tensor):
-                continue
-            for d, size in enumerate(fake.shape):
-                if isinstance(size, torch.SymInt) and expr(size) == want:
-                    found = (i, j, d)
-                    break
-            if found:
-                break
-        if found is None:
-            return None
-        out.append(found)
+        if isinstance(e, torch.SymInt):
+            v = phs[i].meta.get("example_value")
+            want = expr(v if isinstance(v, torch.SymInt) else e)
+            at = next(((j, d) for j, d, x in dims if x == want), None)
+            if at is None:
+                return None
+            out.append((i, *at))
     return out
 
 
@@ -459,10 +452,11 @@ class NativeAdapter:
         inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(n), Bb, n, cache.shape[4]) + (cache,)
         key = ("prefill", Bb, keep, tuple(cache.shape), cache.dtype, input_ids.device)
         hi = prefill_rows_max(keep) // Bb  # the longest prompt this graph meets
-        if key not in self.compiled.fns and hi > keep + 1:  # the first call traces n as a symbol (not one graph per n)
+        dynamic = key not in self.compiled.fns and hi > keep + 1
+        if dynamic:  # the first call traces n as a symbol (not one graph per n)
             for t, dim in zip(inputs[:4], (1, 1, 2, 1)):  # tokens, positions, mask [Bb, 1, n, S], slots
                 torch._dynamo.mark_dynamic(t, dim, min=keep + 1, max=hi)
-        logits, hid = self._graph(key, inputs)  # [Bb, keep, V], [Bb, keep, hidden]
+        logits, hid = self._graph(key, inputs, dynamic)  # [Bb, keep, V], [Bb, keep, hidden]
         return (logits[:B], hid[:B]) if return_hidden else logits[:B]
 
     def chains(self, live: int, rows: int) -> bool:
@@ -493,10 +487,11 @@ class NativeAdapter:
                                             inputs)
         return toks[:B], logits[:B], hid[:B]
 
-    def _graph(self, key: tuple, inputs: tuple) -> tuple:
+    def _graph(self, key: tuple, inputs: tuple, dynamic: bool = False) -> tuple:
         """The compiled graph of `key` run on inputs (tokens, positions, mask, slots, cache), the
         seconds of a call that compiled (its first, or dynamo's recompile of a guarded one) added
-        to compile_seconds. On a GPU it is a CUDA graph:
+        to compile_seconds (dynamic: its first call's inputs are marked dynamic, CompiledCore.run).
+        On a GPU it is a CUDA graph:
         the cache is marked static (written in place) and the outputs are cloned, since the
         next replay overwrites them."""
         cache, dev = inputs[-1], inputs[0].device
@@ -509,7 +504,7 @@ class NativeAdapter:
             if getattr(cache, "_dynamo_static_input_type", None) is None:
                 torch._dynamo.mark_static_address(cache)
             torch.compiler.cudagraph_mark_step_begin()
-        out = self.compiled.run(key, inputs)
+        out = self.compiled.run(key, inputs, dynamic)
         if cuda:
             out = tuple(t.clone() for t in out)
         if new or (captured is not None and _counters["stats"]["unique_graphs"] != captured):

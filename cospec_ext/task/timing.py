@@ -25,11 +25,11 @@ from .evaluate import run_method
 
 
 def run_named(name, kw, target, draft, task, problems, **common):
-    """run_method for one entry of a methods table (name -> run_method keywords; a "target"
-    keyword overrides the target, e.g. None for draft-only) -> (MethodResult, trace)."""
+    """run_method for one entry of a methods table (name -> run_method keywords; a "target" or
+    "draft" keyword overrides that model, e.g. target None for draft-only) -> (MethodResult, trace)."""
     kw = dict(kw)
-    tgt = kw.pop("target", target)
-    return run_method(name, tgt, draft, task, problems, **kw, **common)
+    tgt, drf = kw.pop("target", target), kw.pop("draft", draft)
+    return run_method(name, tgt, drf, task, problems, **kw, **common)
 
 
 def _batches(subsets, batch):

@@ -144,14 +144,18 @@ def test_native_core_repacks_changed_weights(gen):
 
     model = tiny("llama", seed=0)
     core = compiled_core(model).core
-    assert len(core._packed) == 7 * model.config.num_hidden_layers + 1
+    assert core.fused  # a tiny model: also W^T copies for its fused compiled projections
+    assert len(core._packed) == len(core._transposed) == 7 * model.config.num_hidden_layers + 1
     lin = model.model.layers[0].mlp.down_proj
     name = next(n for n, m, _ in core._packed if m is lin)
+    name_t = next(n for n, m, _ in core._transposed if m is lin)
     with torch.no_grad():
         lin.weight.mul_(2.0)
     assert not torch.equal(getattr(core, name), ops.pack_weight(lin.weight))
+    assert not torch.equal(getattr(core, name_t), lin.weight.t())
     NativeAdapter(as_adapter(model), compile=False)
     assert torch.equal(getattr(core, name), ops.pack_weight(lin.weight))
+    assert torch.equal(getattr(core, name_t), lin.weight.t()) and getattr(core, name_t).is_contiguous()
     assert core.refresh_packed() == 0
 
 

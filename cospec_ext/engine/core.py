@@ -53,34 +53,53 @@ class _Core(torch.nn.Module):
         # a tiny model's compiled CPU forward: projections and attention as inductor's own loops
         # (FUSED_BYTES)
         self.fused = sum(p.numel() * p.element_size() for p in model.parameters()) <= FUSED_BYTES
-        # CPU float32 weights: a packed copy of each projection for forwards over many rows
-        # (`_linear`), as non-persistent buffers "pk{layer}_{q,k,v,o,gate,up,down}" and "pk_head"
+        # Weights also kept in other layouts, as non-persistent buffers refreshed when the weight
+        # changes (`refresh_packed`): CPU float32 ones packed for forwards over many rows
+        # (`_linear`), "pk{layer}_{q,k,v,o,gate,up,down}" and "pk_head"; a tiny model's transposed,
+        # W^T [in, out] contiguous, which its fused projections read along the output (vectorised
+        # over the outputs, no lane sum per output), "ft{layer}_..." and "ft_head"
         self._packed: list = []  # (buffer name, module, the weight's (data_ptr, version) when packed)
-        w = self.head.weight
-        if w.device.type == "cpu" and w.dtype == torch.float32 and all(
-                p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
-            for li, ly in enumerate(self.layers):
-                at, m = ly.self_attn, ly.mlp
-                for name, lin in (("q", at.q_proj), ("k", at.k_proj), ("v", at.v_proj), ("o", at.o_proj),
-                                  ("gate", m.gate_proj), ("up", m.up_proj), ("down", m.down_proj)):
-                    self._pack(f"pk{li}_{name}", lin)
-            self._pack("pk_head", self.head)
+        self._transposed: list = []  # the same for the W^T copies
+        cpu32 = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
+        projections = [(f"{li}_{name}", lin) for li, ly in enumerate(self.layers)
+                       for name, lin in (("q", ly.self_attn.q_proj), ("k", ly.self_attn.k_proj),
+                                         ("v", ly.self_attn.v_proj), ("o", ly.self_attn.o_proj),
+                                         ("gate", ly.mlp.gate_proj), ("up", ly.mlp.up_proj),
+                                         ("down", ly.mlp.down_proj))] + [("_head", self.head)]
+        for suffix, lin in projections:
+            if cpu32:
+                self._keep("pk" + suffix, lin, self._packed)
+            if self.fused:
+                self._keep("ft" + suffix, lin, self._transposed)
+        # a tiny model's RoPE as tables of cos and sin per position [max positions, D] (where they
+        # take at most FUSED_BYTES): its fused graphs inline RoPE into the attention scores'
+        # loops, where computing cos and sin per cache slot cost more than the projections
+        max_pos = getattr(cfg, "max_position_embeddings", None)
+        self.rope_table = bool(self.fused and max_pos and 8 * max_pos * self.head_dim <= FUSED_BYTES)
+        if self.rope_table:
+            fr = torch.arange(int(max_pos), device=self.inv_freq.device).float()[:, None] * self.inv_freq
+            emb = torch.cat((fr, fr), dim=-1)  # [max positions, D]
+            self.register_buffer("cos_t", emb.cos() * self.rope_scale, persistent=False)
+            self.register_buffer("sin_t", emb.sin() * self.rope_scale, persistent=False)
 
-    def _pack(self, name: str, lin: torch.nn.Module) -> None:
-        self.register_buffer(name, ops.pack_weight(lin.weight), persistent=False)
-        self._packed.append((name, lin, _stamp(lin.weight)))
+    _LAYOUTS = {"pk": ops.pack_weight, "ft": lambda w: w.detach().t().contiguous()}
+
+    def _keep(self, name: str, lin: torch.nn.Module, kept: list) -> None:
+        self.register_buffer(name, self._LAYOUTS[name[:2]](lin.weight), persistent=False)
+        kept.append((name, lin, _stamp(lin.weight)))
 
     def refresh_packed(self) -> int:
-        """Repacks (in place: compiled graphs keep their buffers) every packed weight that changed
-        since it was packed (another tensor, or an in-place update: its version counter); returns
-        how many. NativeAdapter calls it once per decode call."""
+        """Recomputes (in place: compiled graphs keep their buffers) every packed or transposed
+        copy whose weight changed since it was made (another tensor, or an in-place update: its
+        version counter); returns how many. NativeAdapter calls it once per decode call."""
         n = 0
-        for i, (name, lin, stamp) in enumerate(self._packed):
-            now = _stamp(lin.weight)
-            if now != stamp or now is None:
-                getattr(self, name).copy_(ops.pack_weight(lin.weight))
-                self._packed[i] = (name, lin, now)
-                n += 1
+        for kept in (self._packed, self._transposed):
+            for i, (name, lin, stamp) in enumerate(kept):
+                now = _stamp(lin.weight)
+                if now != stamp or now is None:
+                    getattr(self, name).copy_(self._LAYOUTS[name[:2]](lin.weight))
+                    kept[i] = (name, lin, now)
+                    n += 1
         return n
 
     def _pk(self, name: str):
@@ -104,12 +123,18 @@ class _Core(torch.nn.Module):
         Bb, nb = tokens.shape
         D, Hq, Hk = self.head_dim, self.heads, self.kv_heads
         fused = self.fused and tokens.device.type == "cpu" and torch.compiler.is_compiling()
-        lin = lambda x, mod, name: _linear(x, mod, self._pk(name) if packed else None, fused)  # noqa: E731
+        # projections: the packed copy (many rows), or a tiny model's W^T (fused)
+        lin = lambda x, mod, name: _linear(x, mod, getattr(self, "ft" + name[2:]) if fused else  # noqa: E731
+                                           self._pk(name) if packed else None, fused)
         x = self.embed(tokens)  # [Bb, nb, hidden]
-        freqs = positions.float()[..., None] * self.inv_freq  # [Bb, nb, D/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos = (emb.cos() * self.rope_scale).to(x.dtype)[:, None]  # [Bb, 1, nb, D]
-        sin = (emb.sin() * self.rope_scale).to(x.dtype)[:, None]
+        if fused and self.rope_table:
+            cos = self.cos_t[positions].to(x.dtype)[:, None]  # [Bb, 1, nb, D]
+            sin = self.sin_t[positions].to(x.dtype)[:, None]
+        else:
+            freqs = positions.float()[..., None] * self.inv_freq  # [Bb, nb, D/2]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cos = (emb.cos() * self.rope_scale).to(x.dtype)[:, None]  # [Bb, 1, nb, D]
+            sin = (emb.sin() * self.rope_scale).to(x.dtype)[:, None]
         dev = tokens.device
         kv_sel = torch.arange(2, device=dev).view(2, 1, 1, 1)  # index tensors broadcasting to [2, Bb, Hk, nb]
         rows4 = torch.arange(Bb, device=dev).view(1, Bb, 1, 1)
@@ -176,8 +201,12 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None =
             fused: bool = False) -> torch.Tensor:
     """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
 
-    fused (a tiny model inside a compiled CPU graph, FUSED_BYTES): sum_i x[..., None, i] W[:, i],
-    left to inductor to fuse with the ops around it (never materialised: traced only).
+    fused (a tiny model inside a compiled CPU graph, FUSED_BYTES): `packed` is W^T [in, out]
+    contiguous and y = sum_i x[..., i, None] W^T[i, :], left to inductor to fuse with the ops
+    around it (never materialised: traced only); reading W^T along the output, its loops are
+    vectorised over the outputs, where over W [out, in] each output paid a lane sum (the demo
+    draft's 8-step chain: 0.21 vs 0.25 ms at batch 1, 0.8 vs 1.0 ms at batch 8, with the RoPE
+    tables; bench/RESULTS.md).
 
     On the CPU, with few rows (decode steps, draft levels, batch-1 verification trees: below
     PACKED_ROWS_MIN, or up to LINEAR_ROWS_MAX without `packed`) through `cospec::linear_rows`,
@@ -193,7 +222,7 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None =
     forward (bench/ops/bf16_forward.py)."""
     w, b = lin.weight, lin.bias
     if fused:
-        y = (x.unsqueeze(-2) * w).sum(-1)  # [..., out]
+        y = (x.unsqueeze(-1) * packed).sum(-2)  # [..., in, 1] * [in, out] -> [..., out]
         return y if b is None else y + b
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu":

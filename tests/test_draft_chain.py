@@ -43,10 +43,15 @@ def _count_chain_rounds(monkeypatch, note) -> list:
 @pytest.mark.parametrize("compile", [False, True])
 def test_forward_chain_equals_one_forward_per_node(compile):
     """steps forwards in one call == one forward per node, each fed the last argmax; B = 3 rows in
-    a 4-row cache (a padding row in the compiled graph); the cache's slots agree afterwards."""
+    a 4-row cache (a padding row in the compiled graph, which runs the 6 steps as graphs of
+    native.CHAIN_GRAPH_STEPS = 4 and 2, the second fed where the first stopped); the cache's
+    slots agree afterwards."""
+    from cospec_ext.engine import native
+
     model = tiny("llama", layers=2, seed=41)
     nat = NativeAdapter(HFAdapter(model), compile=compile)
-    B, rows, P, S, steps = 3, 4, 7, 128, 4
+    B, rows, P, S, steps = 3, 4, 7, 128, 6
+    assert native.CHAIN_GRAPH_STEPS == 4
     with torch.no_grad():
         ca, root = _prefilled(nat, B, rows, P, S, seed=1)
         cb, _ = _prefilled(nat, B, rows, P, S, seed=1)
@@ -77,7 +82,9 @@ def test_chain_round_equals_level_by_level(monkeypatch, batch):
     """decode(compile=True) with the chain in one call gives the same tokens, arbiter decisions and
     arbiter inputs (draft logits and hidden states at each node's parent) as the per-level
     forwards; at batch 3 with the chain forced on (a CPU cache of several rows does not chain by
-    default: test_chain_policy)."""
+    default: test_chain_policy) and run as graphs of 3 and 1 steps (native.CHAIN_GRAPH_STEPS)."""
+    from cospec_ext.engine import native
+
     target, draft = tiny("llama", 2, seed=43), tiny("llama", 1, seed=44, hidden=16)
     arb = Arbiter(FEATURE_NAMES, hidden=(4,), hidden_sizes=(32, 16), proj_dim=3, hidden_inputs=("t_cand", "d_parent"))
     with torch.no_grad():
@@ -85,6 +92,7 @@ def test_chain_round_equals_level_by_level(monkeypatch, batch):
     ids, mask = prompts(batch, 9)
     if batch > 1:
         monkeypatch.setattr(NativeAdapter, "chains", lambda self, live, rows: True)
+        monkeypatch.setattr(native, "CHAIN_GRAPH_STEPS", 3)
     kw = dict(mode="cospec", arbiter=arb, threshold=0.5, tree="chain:3;fixed", max_new_tokens=16,
               eos_token_id=EOS, pad_token_id=PAD, return_trace=True, compile=True)
     calls = _count_chain_rounds(monkeypatch, lambda drafter, out: out is not None)

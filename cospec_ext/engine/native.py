@@ -56,6 +56,13 @@ SUPPORTED = ("llama", "qwen2", "mistral")
 
 
 COMPILED_QUERY_MAX = 32  # forwards over more tokens (prefills aside: always eager) run eagerly
+# Steps of a batched draft's greedy chain per compiled graph (NativeAdapter.forward_chain): a
+# longer chain calls the graph again from where it stopped. Each step is its own code in the
+# graph: the demo draft's 8-step chain at batch 8 took 41 s to build, a 4-step one 14 s (31 s and
+# 12 s at batch 1; `make demo` builds both), and two calls of 4 steps cost ~0.07 ms more per round
+# than one of 8 (1.0 vs 0.93 ms; spd / target-only 1.51x vs 1.52x, noise). A batch-1 chain stays
+# one graph: there the extra call would be ~2% of a round, and batch 1 is the latency case.
+CHAIN_GRAPH_STEPS = 4
 KV_SHARE = 0.05  # a static cache's length is at least what reading it costs 5% of the weights' bytes
 
 
@@ -471,7 +478,8 @@ class NativeAdapter:
         return not self.compile or self.device.type == "cuda" or batch_bucket(live, rows) == rows
 
     def forward_chain(self, input_ids, position_ids, attention_mask, kv, steps: int):
-        """A greedy chain of `steps` one-token forwards in one graph (`_Core.chain`): input_ids,
+        """A greedy chain of `steps` one-token forwards in one graph (`_Core.chain`; batched: in
+        graphs of CHAIN_GRAPH_STEPS, each from where the last stopped): input_ids,
         position_ids int64 [B, 1] (the first token and its position), attention_mask bool
         [B, 1, 1, s_used] (its row; slot kv's + i is opened for step i), kv: the first token's
         slots. Writes slots + [0, steps) of the cache. Returns (argmaxes int64 [B, steps],
@@ -482,9 +490,23 @@ class NativeAdapter:
         inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(1), Bb, 1, cache.shape[4]) + (cache,)
         if not self.compile:
             toks, logits, hid = self.core.chain(*inputs, steps)
-        else:
-            toks, logits, hid = self._graph(("chain", Bb, steps, tuple(cache.shape), cache.dtype, input_ids.device),
-                                            inputs)
+            return toks[:B], logits[:B], hid[:B]
+        tokens, positions, mask, slots = inputs[:4]  # [Bb, 1] x 2, [Bb, 1, 1, S], [Bb, 1]
+        S = cache.shape[4]
+        live = slots < S - 1  # [Bb, 1]: padding rows stay on the spare slot
+        outs, done = [], 0
+        per_graph = CHAIN_GRAPH_STEPS if Bb > 1 else steps
+        while done < steps:  # graphs of at most per_graph steps, each fed where the last stopped
+            n = min(per_graph, steps - done)
+            outs.append(self._graph(("chain", Bb, n, tuple(cache.shape), cache.dtype, input_ids.device),
+                                    (tokens, positions, mask, slots, cache)))
+            done += n
+            if done < steps:
+                new = torch.where(live, slots + n, slots)
+                ar = torch.arange(S, device=slots.device)
+                mask = mask | ((ar >= slots[..., None]) & (ar <= new[..., None]))[:, None]  # [Bb, 1, 1, S]
+                tokens, positions, slots = _std(outs[-1][0][:, -1:]), positions + n, new
+        toks, logits, hid = (torch.cat([o[i] for o in outs], 1) if len(outs) > 1 else outs[0][i] for i in range(3))
         return toks[:B], logits[:B], hid[:B]
 
     def _graph(self, key: tuple, inputs: tuple, dynamic: bool = False) -> tuple:

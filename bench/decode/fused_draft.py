@@ -77,7 +77,7 @@ def main() -> None:
 
     probs = task.problems(args.n, seed=validation.VAL_SEED + 7, split="validation")
     common = dict(tree=DEFAULT_TREE, max_new_tokens=64, compile=True)
-    methods = {"target": dict(mode="target"), "spd fused": dict(mode="spd", draft=fused),
+    methods = {"target": dict(mode="target", draft=None), "spd fused": dict(mode="spd", draft=fused),
                "spd extern": dict(mode="spd", draft=extern)}
     warm_up(methods, target, fused, task, [probs], batch=args.batch, **common)
     t = timed(methods, target, fused, task, [probs], args.repeats, batch=args.batch, **common)

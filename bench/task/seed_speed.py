@@ -40,7 +40,7 @@ def main() -> None:
     target, draft = load(tdir), load(ddir)
     arb = Arbiter.load(str(ASSETS / "arbiter"))
     thr = validation.load(str(ASSETS / "arbiter"))["threshold"]
-    methods = {"target": dict(mode="target"), "spd": dict(mode="spd"),
+    methods = {"target": dict(mode="target", draft=None), "spd": dict(mode="spd"),
                "cospec": dict(mode="cospec", arbiter=arb, threshold=thr)}
     common = dict(tree=DEFAULT_TREE, max_new_tokens=64, compile=True)
     subsets = {s: task.problems(600, seed=s, split="test")[:args.n] for s in seeds}

@@ -56,7 +56,8 @@ def _load(args, task_dirs):
 
 def _methods(target, draft, arb, threshold, rules):
     """name -> run_method keyword arguments."""
-    m = {"target": dict(mode="target"), "draft": dict(mode="draft", target=None), "spd": dict(mode="spd"),
+    # each plain model decodes without the other, as a user would call it (no adapter built for it)
+    m = {"target": dict(mode="target", draft=None), "draft": dict(mode="draft", target=None), "spd": dict(mode="spd"),
          "cospec": dict(mode="cospec", arbiter=arb, threshold=threshold)}
     for h in rules.values():
         m[h.name] = dict(mode="cospec", arbiter=h)

@@ -171,7 +171,9 @@ class _Core(torch.nn.Module):
         with slots [slots, slots + i] opened, and t_{i+1} = argmax logits_i (ties: lowest id).
         tokens, positions, slots: int64 [Bb, 1] (t_0 and its place); mask: bool [Bb, 1, 1, S];
         cache as `forward`. Padding rows (slot S - 1) stay on that slot. Returns (argmaxes int64
-        [Bb, steps], logits [Bb, steps, V], last hidden states [Bb, steps, hidden])."""
+        [Bb, steps], logits [Bb, steps, V], last hidden states [Bb, steps, hidden], and the next
+        step's inputs: its token, position, mask and slot, shaped as the inputs), so that a longer
+        chain can go on from where this one stopped (native.CHAIN_GRAPH_STEPS)."""
         S = cache.shape[4]
         ar = torch.arange(S, device=tokens.device)  # [S]
         live = slots < S - 1  # [Bb, 1]: real rows advance, padding rows keep the spare slot
@@ -185,7 +187,7 @@ class _Core(torch.nn.Module):
             positions = positions + 1
             slots = torch.where(live, slots + 1, slots)
             mask = mask | (ar == slots[..., None])[:, None]  # [Bb, 1, 1, S]: the new node's slot opened
-        return torch.cat(toks, 1), torch.cat(logits, 1), torch.cat(hids, 1)
+        return torch.cat(toks, 1), torch.cat(logits, 1), torch.cat(hids, 1), tokens, positions, mask, slots
 
 
 def _stamp(w: torch.Tensor):

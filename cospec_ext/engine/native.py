@@ -489,24 +489,21 @@ class NativeAdapter:
         Bb = batch_bucket(B, cache.shape[2])
         inputs = _padded(input_ids, position_ids, attention_mask, kv.slot_tensor(1), Bb, 1, cache.shape[4]) + (cache,)
         if not self.compile:
-            toks, logits, hid = self.core.chain(*inputs, steps)
+            toks, logits, hid = self.core.chain(*inputs, steps)[:3]
             return toks[:B], logits[:B], hid[:B]
-        tokens, positions, mask, slots = inputs[:4]  # [Bb, 1] x 2, [Bb, 1, 1, S], [Bb, 1]
-        S = cache.shape[4]
-        live = slots < S - 1  # [Bb, 1]: padding rows stay on the spare slot
-        outs, done = [], 0
         per_graph = CHAIN_GRAPH_STEPS if Bb > 1 else steps
-        while done < steps:  # graphs of at most per_graph steps, each fed where the last stopped
+        outs, done = [], 0
+        while done < steps:  # graphs of at most per_graph steps, each going on from the last one's state
             n = min(per_graph, steps - done)
-            outs.append(self._graph(("chain", Bb, n, tuple(cache.shape), cache.dtype, input_ids.device),
-                                    (tokens, positions, mask, slots, cache)))
+            out = self._graph(("chain", Bb, n, tuple(cache.shape), cache.dtype, input_ids.device), inputs)
+            outs.append(out[:3])  # argmaxes, logits, hidden states
             done += n
-            if done < steps:
-                new = torch.where(live, slots + n, slots)
-                ar = torch.arange(S, device=slots.device)
-                mask = mask | ((ar >= slots[..., None]) & (ar <= new[..., None]))[:, None]  # [Bb, 1, 1, S]
-                tokens, positions, slots = _std(outs[-1][0][:, -1:]), positions + n, new
-        toks, logits, hid = (torch.cat([o[i] for o in outs], 1) if len(outs) > 1 else outs[0][i] for i in range(3))
+            if done < steps:  # the next step's token, position, mask and slot
+                inputs = tuple(_std(t) for t in out[3:]) + (cache,)
+        if len(outs) == 1:
+            toks, logits, hid = outs[0]
+        else:
+            toks, logits, hid = (torch.cat(parts, 1) for parts in zip(*outs))
         return toks[:B], logits[:B], hid[:B]
 
     def _graph(self, key: tuple, inputs: tuple, dynamic: bool = False) -> tuple:

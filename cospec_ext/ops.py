@@ -584,6 +584,55 @@ def linear_packed(x: torch.Tensor, packed: torch.Tensor, n: int, bias: Optional[
     return y.view(*x.shape[:-1], n)
 
 
+def linear_auto(x: torch.Tensor, weight: torch.Tensor, packed: Optional[torch.Tensor] = None,
+                bias: Optional[torch.Tensor] = None, *, packed_rows_min: int) -> torch.Tensor:
+    """y = x @ weight.T + bias through the kernel that suits x's row count, chosen when the op
+    runs (not when a graph is traced):
+
+        linear_packed(x, packed, N, bias)   when packed is given, x is float32 and M >= packed_rows_min
+        linear_rows(x, weight, bias)        otherwise
+
+    with M = x.numel() / K. For a compiled graph whose row count is a symbol (the engine's
+    prefill graphs, dynamic in the prompt length), where choosing in Python would guard on M
+    and split the graph. `packed` must be pack_weight(weight) (not checked against it).
+
+    Args:
+        x: [..., K] float32 / bfloat16 / float16 (float32 for the packed path), any strides.
+        weight: [N, K], x's dtype and device.
+        packed: float32 [ceil(N / 48), K, 48] contiguous, or None (always linear_rows).
+        bias: [N] in x's dtype, or None.
+        packed_rows_min: int >= 1.
+    Returns:
+        [..., N] in x's dtype.
+    """
+    if isinstance(packed_rows_min, bool) or not isinstance(packed_rows_min, int) or packed_rows_min < 1:
+        raise ValueError(f"`packed_rows_min` must be an int >= 1, got {packed_rows_min!r}")
+    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
+    check.tensor("weight", weight, dtypes=(x.dtype,), dim=2, device=x.device)
+    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"`x` must be [..., K] with K = weight.shape[1] = {weight.shape[1]}, got {list(x.shape)}")
+    N, K = weight.shape
+    if bias is not None:
+        check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
+        if bias.shape[0] != N:
+            raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
+    if packed is not None:
+        check.tensor("packed", packed, dtypes=(torch.float32,), dim=3, device=x.device)
+        if tuple(packed.shape) != (-(-N // PANEL), K, PANEL):
+            raise ValueError(f"`packed` must be pack_weight(weight), [{-(-N // PANEL)}, {K}, {PANEL}], "
+                             f"got {list(packed.shape)}")
+        packed = packed.contiguous()
+    y = _ops.linear_auto(x.reshape(math.prod(x.shape[:-1]), K), weight, packed, bias, packed_rows_min)  # [M, N]
+    return y.view(*x.shape[:-1], N)
+
+
+@torch.library.register_fake("cospec::linear_auto")
+def _linear_auto_fake(x, weight, packed, bias, packed_rows_min):
+    torch._check(x.dim() == 2 and weight.dim() == 2, lambda: "x must be [M, K] and weight [N, K]")
+    torch._check(x.shape[1] == weight.shape[1], lambda: "x [M, K] and weight [N, K] must share K")
+    return x.new_empty((x.shape[0], weight.shape[0]))
+
+
 @torch.library.register_fake("cospec::linear_packed")
 def _linear_packed_fake(x, packed, n, bias=None):
     torch._check(x.dim() == 2 and packed.dim() == 3, lambda: "x must be [M, K] and packed [P, K, 48]")

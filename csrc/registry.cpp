@@ -47,4 +47,9 @@ TORCH_LIBRARY(cospec, m) {
   // y = x W^T + b for many rows x [M, K] (a batched verification, a prefill), W [n, K] given as
   // column panels packed [ceil(n / 48), K, 48] (ops.pack_weight): broadcast-FMA register tiles.
   m.def("linear_packed(Tensor x, Tensor packed, int n, Tensor? bias=None) -> Tensor");
+  // linear_packed over `packed` (ops.pack_weight(weight)) when x has >= packed_rows_min rows,
+  // else linear_rows over `weight`, chosen when the op runs (a graph dynamic in the rows).
+  m.def(
+      "linear_auto(Tensor x, Tensor weight, Tensor? packed, Tensor? bias, int packed_rows_min) -> "
+      "Tensor");
 }

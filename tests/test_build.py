@@ -8,7 +8,8 @@ import torch
 
 import cospec_ext
 
-OPS = ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features", "commit_tokens", "tree_mask"]
+OPS = ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features", "commit_tokens", "tree_mask",
+       "linear_rows", "linear_packed", "linear_auto"]
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -22,6 +22,7 @@ def samples(device):
     depth = torch.zeros(3, 9, dtype=torch.int64)
     for i in range(1, 9):
         depth[:, i] = depth.gather(1, par[:, i:i + 1])[:, 0] + 1
+    wa, ba = torch.randn(50, 33, generator=g), torch.randn(50, generator=g)
     return {
         "verify_tree": [
             (d(cand), d(par), d(x), None, None, 0.0, None),
@@ -47,6 +48,9 @@ def samples(device):
         "linear_packed": [(d(torch.randn(20, 33, generator=g)), d(ops.pack_weight(torch.randn(50, 33, generator=g))), 50,
                            d(torch.randn(50, generator=g))),
                           (d(torch.randn(3, 16, generator=g)), d(ops.pack_weight(torch.randn(7, 16, generator=g))), 7, None)],
+        "linear_auto": [(d(torch.randn(20, 33, generator=g)), d(wa), d(ops.pack_weight(wa)), d(ba), 17),  # packed
+                        (d(torch.randn(5, 33, generator=g)), d(wa), d(ops.pack_weight(wa)), None, 17),  # rows
+                        (d(torch.randn(4, 33, generator=g).bfloat16()), d(wa.bfloat16()), None, None, 1)],
         "node_features": [
             (d(x), d(cand), d(par), d(depth), d(torch.randint(0, 3, (3, 9), generator=g)),
              d(torch.tensor([0, 4, 9])), d(torch.randn(3, 9, 301, generator=g)), int(depth.max())),
@@ -60,7 +64,7 @@ def samples(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
-                                "commit_tokens", "tree_mask", "linear_rows", "linear_packed"])
+                                "commit_tokens", "tree_mask", "linear_rows", "linear_packed", "linear_auto"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

@@ -149,6 +149,16 @@ def case_linear_packed(M, K, N, gen, bias=True):
     G.report(name, G.close("y", got, want, 1e-5, 1e-4 * K**0.5))
 
 
+def case_linear_auto(M, K, N, gen, rows_min=17):
+    """linear_auto on CUDA (linear_packed's or linear_rows' CUDA kernel by M) against the float64
+    reference."""
+    name = f"linear_auto float32 M={M} K={K} N={N} packed_rows_min={rows_min}"
+    x, w, b = torch.randn(M, K, generator=gen), torch.randn(N, K, generator=gen), torch.randn(N, generator=gen)
+    want = reference.linear_rows_ref(x, w, b)
+    got = ops.linear_auto(cuda_like(x), w.cuda(), ops.pack_weight(w).cuda(), b.cuda(), packed_rows_min=rows_min)
+    G.report(name, G.close("y", got, want, 1e-5, 1e-4 * K**0.5))
+
+
 def case_kv(dt, lead, B, H, S, D, N, gen, col_offset=0):
     name = f"kv_rollback {NAME[dt]} cache {list(lead)}+[{B},{H},{S},{D}] N={N} col_offset={col_offset}"
     full = (torch.randn(*lead, B, H, S, D + col_offset, generator=gen) * 50).to(dt)
@@ -222,6 +232,7 @@ def correctness(small: bool) -> None:
         case_features(torch.float32, 2, 6, 50, gen)
         case_linear_rows(torch.float32, 5, 33, 17, gen)
         case_linear_packed(20, 33, 50, gen)
+        case_linear_auto(20, 33, 50, gen)
         M.small_paths(gen)
         M.case_round_ops(gen, B=3, N=5, S=24)
         R.small_special(gen)
@@ -260,6 +271,8 @@ def correctness(small: bool) -> None:
         case_linear_rows(dt, 16, 2048, 300, gen)
     case_linear_packed(48, 384, 1024, gen)
     case_linear_packed(17, 100, 97, gen, bias=False)
+    case_linear_auto(24, 384, 1024, gen)
+    case_linear_auto(9, 384, 1024, gen)
     case_verify(torch.float32, 6, 40, 1000, gen, "argmax", arbiter=True)
     case_kv(torch.int8, (2,), 3, 2, 50, 20, 16, gen, col_offset=4)
     M.case_poisoned_outputs(gen)

@@ -113,19 +113,20 @@ class _Core(torch.nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
         return w * h.to(x.dtype)
 
-    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0, packed: bool = True):
+    def forward(self, tokens, positions, mask, slots, cache, keep: int = 0, packed: bool | str = True):
         """tokens, positions, slots: int64 [Bb, nb]; mask: bool [Bb, 1, nb, S];
         cache: [2, L, B0, H_kv, S, D] (rows [0, Bb) are used; slots written in place);
         keep > 0: the head runs over the last `keep` positions only (a prefill);
-        packed=False: never the packed copies (a graph dynamic in nb, whose rows must not choose
-        the kernel: native.PREFILL_ROWS_MAX).
+        packed=False: never the packed copies; "auto": a graph dynamic in nb, whose rows must not
+        choose the kernel while tracing (that would guard on them): cospec::linear_auto chooses
+        when it runs (native.PREFILL_ROWS_MAX, CARRIED_ROWS_MAX).
         Returns (logits [Bb, nb or keep, V], last hidden state [Bb, nb or keep, hidden])."""
         Bb, nb = tokens.shape
         D, Hq, Hk = self.head_dim, self.heads, self.kv_heads
         fused = self.fused and tokens.device.type == "cpu" and torch.compiler.is_compiling()
         # projections: the packed copy (many rows), or a tiny model's W^T (fused)
         lin = lambda x, mod, name: _linear(x, mod, getattr(self, "ft" + name[2:]) if fused else  # noqa: E731
-                                           self._pk(name) if packed else None, fused)
+                                           self._pk(name) if packed else None, fused, packed == "auto")
         x = self.embed(tokens)  # [Bb, nb, hidden]
         if fused and self.rope_table:
             cos = self.cos_t[positions].to(x.dtype)[:, None]  # [Bb, 1, nb, D]
@@ -200,7 +201,7 @@ def _stamp(w: torch.Tensor):
 
 
 def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None = None,
-            fused: bool = False) -> torch.Tensor:
+            fused: bool = False, auto: bool = False) -> torch.Tensor:
     """lin(x) = x @ W^T + b, x [..., in], W [out, in] -> [..., out].
 
     fused (a tiny model inside a compiled CPU graph, FUSED_BYTES): `packed` is W^T [in, out]
@@ -217,6 +218,8 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None =
     8 tokens (bench/ops/forward_buckets.py). With more rows (a batch-8 verification, a prefill)
     the product is bound by the FMA units: through `cospec::linear_packed` over `packed`
     (ops.pack_weight(W), float32 [ceil(out / 48), in, 48]), broadcast-FMA tiles without lane sums.
+    auto (a graph dynamic in the rows, whose row count is a symbol): `cospec::linear_auto`, which
+    makes the same choice by PACKED_ROWS_MIN when it runs, without a guard on the rows.
     Inside a compiled graph the ops are extern calls between inductor's fused kernels. Other
     cases (no packed copy and more rows, other devices) use `F.linear` (MKL, cuBLAS). bfloat16
     weights too: inductor's per-row reduction streams them faster on bare matrices at one row
@@ -229,6 +232,10 @@ def _linear(x: torch.Tensor, lin: torch.nn.Module, packed: torch.Tensor | None =
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu":
         return F.linear(x, w, b)
+    if auto and packed is not None and x.dtype == torch.float32:
+        # a graph dynamic in the rows (a prefill's): the op picks the kernel when it runs
+        y = torch.ops.cospec.linear_auto(x.reshape(rows, x.shape[-1]), w, packed, b, PACKED_ROWS_MIN)  # [rows, out]
+        return y.view(*x.shape[:-1], w.shape[0])
     if packed is not None and rows >= PACKED_ROWS_MIN and x.dtype == torch.float32:
         y = torch.ops.cospec.linear_packed(x.reshape(rows, x.shape[-1]), packed, w.shape[0], b)  # [rows, out]
         return y.view(*x.shape[:-1], w.shape[0])

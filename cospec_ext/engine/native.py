@@ -134,14 +134,17 @@ def unsupported_reason(model, facts: dict | None = None) -> str | None:
 
 
 # Rows (batch bucket x prompt tokens) up to which a CPU prefill runs as a compiled graph dynamic in
-# the prompt length (module docstring). Its projections all run as cospec::linear_rows (the graph
-# never takes the packed copies, so no row count splits it into two graphs).
+# the prompt length (module docstring). Its projections all run as cospec::linear_rows (below
+# PACKED_ROWS_MIN rows: the graph does not take the packed copies).
 PREFILL_ROWS_MAX = PACKED_ROWS_MIN - 1
 # The same for a prefill that a round's tree rides on (logits of its last keep > 1 positions:
 # engine/loop.py, a batch-1 spd call's first round; a prompt of P tokens and a chain:7 tree make
-# P - 1 + 8 rows): up to LINEAR_ROWS_MAX rows (at 24 rows linear_rows and linear_packed cost about
-# the same, 6.6 vs 6.4 ms over the demo target's projections). The plain prefill keeps 16, so that
-# a warm-up call on a short prompt leaves longer prompts no graph to build (they run eagerly).
+# P - 1 + 8 rows): up to LINEAR_ROWS_MAX rows. Its rows cross PACKED_ROWS_MIN, so its projections
+# run as cospec::linear_auto, which takes linear_packed from PACKED_ROWS_MIN rows on when it runs
+# (a choice while tracing would guard on the rows and split the graph): on EPYC-32 the demo
+# pair's carried prefill costs 1.35-1.47x a verification forward instead of 1.60-1.71x
+# (bench/RESULTS.md). The plain prefill keeps 16, so that a warm-up call on a short prompt
+# leaves longer prompts no graph to build (they run eagerly).
 CARRIED_ROWS_MAX = LINEAR_ROWS_MAX
 
 
@@ -216,8 +219,9 @@ class CompiledCore:
             tag = "_".join(str(k) for k in key[:2]) + f"_{len(self.fns)}"
             if key[0] == "chain":  # ("chain", Bb, steps, ...): the draft's chain, `steps` baked in
                 f = _own_code(self.core.chain, tag, defaults=(key[2],))
-            elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in, no packed copies
-                f = _own_code(self.core.forward, tag, defaults=(key[2], False))
+            elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in; the packed copies
+                # where its rows reach PACKED_ROWS_MIN (cospec::linear_auto then picks per call)
+                f = _own_code(self.core.forward, tag, defaults=(key[2], "auto" if prefill_rows_max(key[2]) >= PACKED_ROWS_MIN else False))
             else:
                 f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":

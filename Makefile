@@ -77,6 +77,7 @@ bench: build $(BENCH_STAMP)
 	$(VPY) bench/decode/smollm2_speed.py --repeats 3 | tee bench/out/smollm2_speed.txt
 	$(VPY) bench/ops/gemv_speed.py | tee bench/out/gemv_speed.txt
 	$(VPY) bench/ops/linear_packed_speed.py | tee bench/out/linear_packed_speed.txt
+	$(VPY) bench/ops/attention_speed.py | tee bench/out/attention_speed.txt
 	$(VPY) bench/ops/forward_buckets.py | tee bench/out/forward_buckets.txt
 	$(VPY) bench/decode/smollm2_prompts.py | tee bench/out/smollm2_prompts.txt
 	$(VPY) bench/ops/bf16_forward.py | tee bench/out/bf16_forward.txt

@@ -532,6 +532,55 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     return y.view(*x.shape[:-1], N)
 
 
+def tree_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                   scale: Optional[float] = None) -> torch.Tensor:
+    """Attention of a few queries per row over a static KV cache, under a boolean mask
+    (`F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)`'s
+    math, float32 throughout):
+
+        o[b, h, i] = sum_s p_s v[b, h // g, s],   p = softmax over {s : mask[b, 0, i, s]} of
+                     scale * q[b, h, i] . k[b, h // g, s]        (g = Hq / Hk)
+
+    A query row whose mask is all false gets zeros (SDPA: NaN). The CPU kernel lists, per row
+    and K/V head, the slots any query opens and runs that head group's g * n query rows over
+    them only (a static cache costs its live slots, not S); vectorised dot products along D,
+    exp in float32 vectors, threads over (row, K/V head) pairs for larger calls. CUDA: one
+    block per query row (the engine keeps SDPA there).
+
+    Args:
+        q: float32 [B, Hq, n, D], unit stride along D.
+        k, v: float32 [B, Hk, S, D], unit stride along D (e.g. views of one cache); Hq % Hk == 0.
+        mask: bool [B, 1, n, S], any strides.
+        scale: the scores' factor, default D ** -0.5.
+    Returns:
+        float32 [B, Hq, n, D], contiguous.
+    """
+    check.tensor("q", q, dtypes=(torch.float32,), dim=4)
+    check.tensor("k", k, dtypes=(torch.float32,), dim=4, device=q.device)
+    check.tensor("v", v, dtypes=(torch.float32,), dim=4, device=q.device)
+    check.tensor("mask", mask, dtypes=(torch.bool,), dim=4, device=q.device)
+    B, Hq, n, D = q.shape
+    if k.shape != v.shape or k.shape[0] != B or k.shape[3] != D:
+        raise ValueError(f"`k` and `v` must both be [B, Hk, S, D] = [{B}, Hk, S, {D}], got {list(k.shape)} "
+                         f"and {list(v.shape)}")
+    if k.shape[1] < 1 or Hq % k.shape[1]:
+        raise ValueError(f"`q`'s heads ({Hq}) must be a multiple of `k`'s ({k.shape[1]})")
+    if tuple(mask.shape) != (B, 1, n, k.shape[2]):
+        raise ValueError(f"`mask` must be [B, 1, n, S] = [{B}, 1, {n}, {k.shape[2]}], got {list(mask.shape)}")
+    if scale is None:
+        scale = D ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"`scale` must be a finite float, got {scale!r}")
+    unit = lambda t: t if D <= 1 or t.stride(3) == 1 else t.contiguous()  # noqa: E731
+    return _ops.tree_attention(unit(q), unit(k), unit(v), mask, float(scale))
+
+
+@torch.library.register_fake("cospec::tree_attention")
+def _tree_attention_fake(q, k, v, mask, scale):
+    torch._check(q.dim() == 4 and k.dim() == 4, lambda: "q must be [B, Hq, n, D] and k [B, Hk, S, D]")
+    return q.new_empty(q.shape)
+
+
 PANEL = 48  # columns per panel of a packed weight (csrc/linear_packed/linear_packed.h kPanel)
 
 

@@ -309,3 +309,26 @@ def linear_packed_ref(x: torch.Tensor, packed: torch.Tensor, n: int, bias: Optio
         for c in range(C):
             w[p * C + c] = packed[p, :, c].double()
     return linear_rows_ref(x, w[:n], bias)
+
+
+def tree_attention_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                       scale: Optional[float] = None) -> torch.Tensor:
+    """tree_attention in float64 by loops over rows, heads and queries: for each query the
+    open slots S_i = {s : mask[b, 0, i, s]}, p = softmax(scale * q . k_s for s in S_i),
+    o = sum p_s v_s over K/V head h // (Hq / Hk); zeros where S_i is empty. float64 [B, Hq, n, D]."""
+    B, Hq, n, D = q.shape
+    g = Hq // k.shape[1]
+    scale = D ** -0.5 if scale is None else scale
+    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
+    mask = mask.cpu()
+    out = torch.zeros(B, Hq, n, D, dtype=torch.float64)
+    for b in range(B):
+        for h in range(Hq):
+            for i in range(n):
+                open_ = mask[b, 0, i].nonzero()[:, 0]
+                if open_.numel() == 0:
+                    continue
+                s = (k[b, h // g, open_] @ q[b, h, i]) * scale  # [|S_i|]
+                p = torch.softmax(s, dim=0)
+                out[b, h, i] = p @ v[b, h // g, open_]
+    return out

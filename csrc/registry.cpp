@@ -47,6 +47,9 @@ TORCH_LIBRARY(cospec, m) {
   // y = x W^T + b for many rows x [M, K] (a batched verification, a prefill), W [n, K] given as
   // column panels packed [ceil(n / 48), K, 48] (ops.pack_weight): broadcast-FMA register tiles.
   m.def("linear_packed(Tensor x, Tensor packed, int n, Tensor? bias=None) -> Tensor");
+  // Attention of a few queries per row over a static KV cache under a boolean mask, K/V heads
+  // grouped (SDPA's enable_gqa), only the slots some query opens read; an all-false row gets 0.
+  m.def("tree_attention(Tensor q, Tensor k, Tensor v, Tensor mask, float scale) -> Tensor");
   // linear_packed over `packed` (ops.pack_weight(weight)) when x has >= packed_rows_min rows,
   // else linear_rows over `weight`, chosen when the op runs (a graph dynamic in the rows).
   m.def(

@@ -9,7 +9,7 @@ import torch
 import cospec_ext
 
 OPS = ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features", "commit_tokens", "tree_mask",
-       "linear_rows", "linear_packed", "linear_auto"]
+       "linear_rows", "linear_packed", "linear_auto", "tree_attention"]
 
 
 @pytest.mark.parametrize("op", OPS)

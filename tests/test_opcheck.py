@@ -48,6 +48,10 @@ def samples(device):
         "linear_packed": [(d(torch.randn(20, 33, generator=g)), d(ops.pack_weight(torch.randn(50, 33, generator=g))), 50,
                            d(torch.randn(50, generator=g))),
                           (d(torch.randn(3, 16, generator=g)), d(ops.pack_weight(torch.randn(7, 16, generator=g))), 7, None)],
+        "tree_attention": [(d(torch.randn(2, 6, 5, 16, generator=g)), d(torch.randn(2, 2, 30, 16, generator=g)),
+                            d(torch.randn(2, 2, 30, 16, generator=g)), d(torch.rand(2, 1, 5, 30, generator=g) < 0.5), 0.25),
+                           (d(torch.randn(1, 2, 1, 8, generator=g)), d(torch.randn(1, 2, 7, 8, generator=g)),
+                            d(torch.randn(1, 2, 7, 8, generator=g)), d(torch.ones(1, 1, 1, 7, dtype=torch.bool)), 1.0)],
         "linear_auto": [(d(torch.randn(20, 33, generator=g)), d(wa), d(ops.pack_weight(wa)), d(ba), 17),  # packed
                         (d(torch.randn(5, 33, generator=g)), d(wa), d(ops.pack_weight(wa)), None, 17),  # rows
                         (d(torch.randn(4, 33, generator=g).bfloat16()), d(wa.bfloat16()), None, None, 1)],
@@ -64,7 +68,8 @@ def samples(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op", ["verify_tree", "logit_stats", "arbiter_score", "kv_rollback", "node_features",
-                                "commit_tokens", "tree_mask", "linear_rows", "linear_packed", "linear_auto"])
+                                "commit_tokens", "tree_mask", "linear_rows", "linear_packed", "linear_auto",
+                                "tree_attention"])
 def test_opcheck(op, device):
     for args in samples(device)[op]:
         torch.library.opcheck(getattr(torch.ops.cospec, op).default, args)

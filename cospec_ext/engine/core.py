@@ -1,6 +1,7 @@
 """The static-shape forward of a Llama-family model (engine/native.py compiles it): `_Core`,
 its projections (`_linear`: cospec::linear_rows / linear_packed / F.linear by rows, or inductor's
-own loops for a tiny model) and attention (SDPA, or `_attend` for a tiny model)."""
+own loops for a tiny model) and attention (cospec::tree_attention for a float32 model on the
+CPU, SDPA elsewhere, or `_attend` for a tiny model)."""
 
 from __future__ import annotations
 
@@ -155,6 +156,10 @@ class _Core(torch.nn.Module):
             cache.index_put_(idx, torch.stack((k, v)).to(cache.dtype))  # values [2, Bb, Hk, nb, D]
             if fused:
                 o = _attend(q, cache[0, li, :Bb], cache[1, li, :Bb], mask, D**-0.5)  # [Bb, Hq, nb, D]
+            elif q.device.type == "cpu" and q.dtype == cache.dtype == torch.float32:
+                # over the slots the mask opens only: SDPA's CPU kernel runs all S of them, with
+                # a fork/join and buffers sized for long sequences (2-4x the time here)
+                o = torch.ops.cospec.tree_attention(q, cache[0, li, :Bb], cache[1, li, :Bb], mask, D**-0.5)
             else:
                 o = F.scaled_dot_product_attention(q, cache[0, li, :Bb], cache[1, li, :Bb], attn_mask=mask,
                                                    scale=D**-0.5, enable_gqa=Hq != Hk)  # [Bb, Hq, nb, D]

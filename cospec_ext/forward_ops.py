@@ -14,6 +14,21 @@ from . import _validate as check
 _ops = torch.ops.cospec
 
 
+def _check_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> int:
+    """The checks of y = x W^T + b (linear_rows, linear_auto): x [..., K] float-like, weight
+    [N, K] and bias [N] (or None) of x's dtype and device. Returns N."""
+    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
+    check.tensor("weight", weight, dtypes=(x.dtype,), dim=2, device=x.device)
+    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"`x` must be [..., K] with K = weight.shape[1] = {weight.shape[1]}, got {list(x.shape)}")
+    N = weight.shape[0]
+    if bias is not None:
+        check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
+        if bias.shape[0] != N:
+            raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
+    return N
+
+
 def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """y = x @ weight.T + bias for a handful of rows, reading `weight` once (`F.linear`'s math).
 
@@ -32,15 +47,7 @@ def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
     Returns:
         [..., N] in x's dtype.
     """
-    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
-    check.tensor("weight", weight, dtypes=(x.dtype,), dim=2, device=x.device)
-    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"`x` must be [..., K] with K = weight.shape[1] = {weight.shape[1]}, got {list(x.shape)}")
-    N = weight.shape[0]
-    if bias is not None:
-        check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
-        if bias.shape[0] != N:
-            raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
+    N = _check_linear(x, weight, bias)
     y = _ops.linear_rows(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]), weight, bias)  # [M, N]
     return y.view(*x.shape[:-1], N)
 
@@ -169,15 +176,7 @@ def linear_auto(x: torch.Tensor, weight: torch.Tensor, packed: Optional[torch.Te
     """
     if isinstance(packed_rows_min, bool) or not isinstance(packed_rows_min, int) or packed_rows_min < 1:
         raise ValueError(f"`packed_rows_min` must be an int >= 1, got {packed_rows_min!r}")
-    check.tensor("x", x, dtypes=check.FLOAT_DTYPES)
-    check.tensor("weight", weight, dtypes=(x.dtype,), dim=2, device=x.device)
-    if x.dim() == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"`x` must be [..., K] with K = weight.shape[1] = {weight.shape[1]}, got {list(x.shape)}")
-    N, K = weight.shape
-    if bias is not None:
-        check.tensor("bias", bias, dtypes=(x.dtype,), dim=1, device=x.device)
-        if bias.shape[0] != N:
-            raise ValueError(f"`bias` must be [N] = [{N}], got {list(bias.shape)}")
+    N, K = _check_linear(x, weight, bias), weight.shape[1]
     if packed is not None:
         check.tensor("packed", packed, dtypes=(torch.float32,), dim=3, device=x.device)
         if tuple(packed.shape) != (-(-N // PANEL), K, PANEL):

@@ -68,16 +68,11 @@ def test_carried_prefill_with_packed_rows():
     """A model past FUSED_BYTES (extern projections with packed copies) decoding compiled spd with
     prompts whose carried prefill has fewer and more than PACKED_ROWS_MIN rows: greedy output
     equals generate()'s (the prefill graph's linear_auto took both kernels)."""
-    import transformers
     from cospec_ext.engine.core import FUSED_BYTES, PACKED_ROWS_MIN
     from cospec_ext.engine.native import CARRIED_ROWS_MAX
-    from _models import EOS, PAD, first_layers, generate_greedy, prompts
+    from _models import EOS, PAD, first_layers, generate_greedy, prompts, tiny
 
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                   initializer_range=0.3, eos_token_id=EOS, pad_token_id=PAD, bos_token_id=1)
-    torch.manual_seed(5)
-    target = transformers.LlamaForCausalLM(cfg).eval()
+    target = tiny("llama", layers=2, seed=5, hidden=256, max_pos=128)
     assert sum(p.numel() * 4 for p in target.parameters()) > FUSED_BYTES
     draft = first_layers(target, 1)
     tree, n_nodes = "chain:4;fixed", 5

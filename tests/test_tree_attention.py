@@ -127,15 +127,10 @@ def test_compiled_forward_of_a_larger_model(B, mode):
     """A model past FUSED_BYTES attends through tree_attention in its compiled CPU forward
     (steps, verification trees, carried prefills, batch padding): greedy output equals
     generate()."""
-    import transformers
     from cospec_ext.engine.core import FUSED_BYTES
-    from _models import EOS, PAD, first_layers, generate_greedy, prompts
+    from _models import EOS, PAD, first_layers, generate_greedy, prompts, tiny
 
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                                   initializer_range=0.3, eos_token_id=EOS, pad_token_id=PAD, bos_token_id=1)
-    torch.manual_seed(8)
-    target = transformers.LlamaForCausalLM(cfg).eval()
+    target = tiny("llama", layers=2, seed=8, hidden=256, max_pos=128)
     assert sum(p.numel() * 4 for p in target.parameters()) > FUSED_BYTES
     draft = first_layers(target, 1) if mode == "spd" else None
     for seed in (90, 91):

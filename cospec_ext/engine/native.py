@@ -221,7 +221,8 @@ class CompiledCore:
                 f = _own_code(self.core.chain, tag, defaults=(key[2],))
             elif key[0] == "prefill":  # ("prefill", Bb, keep, ...): `keep` baked in; the packed copies
                 # where its rows reach PACKED_ROWS_MIN (cospec::linear_auto then picks per call)
-                f = _own_code(self.core.forward, tag, defaults=(key[2], "auto" if prefill_rows_max(key[2]) >= PACKED_ROWS_MIN else False))
+                packed = "auto" if prefill_rows_max(key[2]) >= PACKED_ROWS_MIN else False
+                f = _own_code(self.core.forward, tag, defaults=(key[2], packed))
             else:
                 f = _own_code(self.core.forward, tag)
             if key[-1].type == "cuda":

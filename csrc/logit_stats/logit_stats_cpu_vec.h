@@ -19,29 +19,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../vec_exp.h"
 #include "logit_stats.h"
 
 namespace cospec::cpu::COSPEC_VEC_NS {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t kChunk = 2048;  // floats; 8 KiB stays in L1 for both passes
-
-// exp(d) for d in [-88, 0] (the only range pass 2 needs: d = x - m, clamped), in
-// 12 vector ops instead of exp_u20's ~20: d = n ln2 + r with n = round(d / ln2),
-// |r| <= ln2 / 2; exp(r) by the degree-5 polynomial of at::vec's exp_u20; 2^n built
-// in the exponent bits. n = -127 (d ~ -88) gives exactly 0, so -inf logits add 0.
-inline Vec exp_nonpos(const Vec& d) {
-  using IVec = at::vec::Vectorized<int32_t>;
-  const Vec n = (d * Vec(1.44269504088896341f)).round();
-  const Vec r = at::vec::fmadd(n, Vec(-0.693147180559945309f), d);
-  Vec p = at::vec::fmadd(r, Vec(0.00828929059f), Vec(0.0418978221f));
-  p = at::vec::fmadd(r, p, Vec(0.166676521f));
-  p = at::vec::fmadd(r, p, Vec(0.499991506f));
-  p = at::vec::fmadd(r, p, Vec(0.999999701f));
-  p = at::vec::fmadd(r, p, Vec(1.f));
-  const IVec bits = (at::vec::convert_to_int_of_same_size(n) + IVec(127)) << IVec(23);
-  return p * at::vec::cast<float>(bits);
-}
 
 // Pass 2 over n floats (n a multiple of Vec::size(); padding lanes hold -inf).
 inline void chunk_exp_sums(const float* x, int64_t n, float m, float& s, float& u) {

@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "../common.h"
+#include "tree_attention.h"
 
 namespace cospec {
 
@@ -37,6 +38,18 @@ inline AttnShapes check_tree_attention_args(const at::Tensor& q, const at::Tenso
   COSPEC_CHECK(op, sh.D == 0 || (q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1),
                "`q`, `k` and `v` must have a unit stride along D");
   return sh;
+}
+
+// The kernels' view of checked tensors (q, k, v, mask as check_tree_attention_args took them;
+// o [B, Hq, n, D] contiguous), shared by the CPU and CUDA launchers.
+inline cpu::TreeAttnArgs tree_attention_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                             const at::Tensor& mask, at::Tensor& o, const AttnShapes& sh,
+                                             double scale) {
+  return {q.const_data_ptr<float>(), q.stride(0), q.stride(1), q.stride(2),
+          k.const_data_ptr<float>(), k.stride(0), k.stride(1), k.stride(2),
+          v.const_data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2),
+          mask.const_data_ptr<bool>(), mask.stride(0), mask.stride(2), mask.stride(3),
+          o.data_ptr<float>(), sh.B, sh.Hq, sh.Hk, sh.n, sh.S, sh.D, static_cast<float>(scale)};
 }
 
 }  // namespace cospec

@@ -20,24 +20,23 @@ using at::Tensor;
 // torch's threads: below, one core takes a few microseconds and a fork/join would cost as much.
 constexpr int64_t kParallelWork = int64_t{1} << 18;
 
-Tensor tree_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask_in,
+Tensor tree_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                           double scale) {
-  const AttnShapes sh = check_tree_attention_args(q, k, v, mask_in);
+  const AttnShapes sh = check_tree_attention_args(q, k, v, mask);
   Tensor o = at::empty({sh.B, sh.Hq, sh.n, sh.D}, q.options());  // [B, Hq, n, D]
   if (o.numel() == 0) return o;
-  const Tensor mask = mask_in;  // any strides
-  cpu::TreeAttnArgs a{q.const_data_ptr<float>(), q.stride(0), q.stride(1), q.stride(2),
-                      k.const_data_ptr<float>(), k.stride(0), k.stride(1), k.stride(2),
-                      v.const_data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2),
-                      mask.const_data_ptr<bool>(), mask.stride(0), mask.stride(2), mask.stride(3),
-                      o.data_ptr<float>(), sh.B, sh.Hq, sh.Hk, sh.n, sh.S, sh.D, static_cast<float>(scale)};
+  const cpu::TreeAttnArgs a = tree_attention_args(q, k, v, mask, o, sh, scale);  // mask: any strides
   const cpu::TreeAttnFn fn = cpu::tree_attention_kernels().f32;
   const int64_t pairs = sh.B * sh.Hk;
   const int64_t work = 2 * sh.B * sh.Hq * sh.n * sh.S * std::max<int64_t>(sh.D, 1);
   const int64_t grain = work >= kParallelWork ? 1 : pairs;
   at::parallel_for(0, pairs, grain, [&](int64_t p0, int64_t p1) {
-    std::vector<int32_t> live(static_cast<size_t>(sh.S));
-    std::vector<float> scratch(static_cast<size_t>(cpu::tree_attention_scratch(sh.S, sh.D)));
+    // per-thread scratch kept between calls (a decode step calls this once per layer)
+    thread_local std::vector<int32_t> live;
+    thread_local std::vector<float> scratch;
+    const auto need = static_cast<size_t>(cpu::tree_attention_scratch(sh.S, sh.D));
+    if (live.size() < static_cast<size_t>(sh.S)) live.resize(static_cast<size_t>(sh.S));
+    if (scratch.size() < need) scratch.resize(need);
     fn(a, p0, p1, live.data(), scratch.data());
   });
   return o;

@@ -19,27 +19,13 @@
 #include <cstring>
 #include <limits>
 
+#include "../vec_exp.h"
 #include "tree_attention.h"
 
 namespace cospec::cpu::COSPEC_VEC_NS {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
-
-// exp(d) for d in [-88, 0] (logit_stats' exp_nonpos: the degree-5 polynomial of at::vec's
-// exp_u20 after d = n ln2 + r; 2^n built in the exponent bits; exactly 0 at d = -88).
-inline Vec exp_nonpos(const Vec& d) {
-  using IVec = at::vec::Vectorized<int32_t>;
-  const Vec n = (d * Vec(1.44269504088896341f)).round();
-  const Vec r = at::vec::fmadd(n, Vec(-0.693147180559945309f), d);
-  Vec p = at::vec::fmadd(r, Vec(0.00828929059f), Vec(0.0418978221f));
-  p = at::vec::fmadd(r, p, Vec(0.166676521f));
-  p = at::vec::fmadd(r, p, Vec(0.499991506f));
-  p = at::vec::fmadd(r, p, Vec(0.999999701f));
-  p = at::vec::fmadd(r, p, Vec(1.f));
-  const IVec bits = (at::vec::convert_to_int_of_same_size(n) + IVec(127)) << IVec(23);
-  return p * at::vec::cast<float>(bits);
-}
 
 // sum_d a[d] b[d] over D floats (one lane sum)
 inline float dot(const float* a, const float* b, int64_t D) {

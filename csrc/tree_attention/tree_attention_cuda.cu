@@ -24,19 +24,7 @@ namespace {
 
 constexpr int kThreads = 128;
 
-struct Args {
-  const float* q;
-  int64_t q_sb, q_sh, q_si;
-  const float* k;
-  int64_t k_sb, k_sh, k_ss;
-  const float* v;
-  int64_t v_sb, v_sh, v_ss;
-  const bool* mask;
-  int64_t m_sb, m_si, m_ss;
-  float* o;
-  int64_t Hq, Hk, n, S, D;
-  float scale;
-};
+using Args = cpu::TreeAttnArgs;  // (tree_attention.h)
 
 __device__ __forceinline__ float score(const Args& a, const float* qs, const float* kb, int64_t s) {
   const float* kr = kb + s * a.k_ss;
@@ -115,11 +103,7 @@ at::Tensor tree_attention_cuda(const at::Tensor& q, const at::Tensor& k, const a
   if (o.numel() == 0) return o;
   COSPEC_CHECK("tree_attention", sh.n <= 65535 && sh.B <= 65535 && sh.Hq <= 65535,
                "B, Hq and n must each be <= 65535 on CUDA");
-  Args a{q.const_data_ptr<float>(), q.stride(0), q.stride(1), q.stride(2),
-         k.const_data_ptr<float>(), k.stride(0), k.stride(1), k.stride(2),
-         v.const_data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2),
-         mask.const_data_ptr<bool>(), mask.stride(0), mask.stride(2), mask.stride(3),
-         o.data_ptr<float>(), sh.Hq, sh.Hk, sh.n, sh.S, sh.D, static_cast<float>(scale)};
+  const Args a = tree_attention_args(q, k, v, mask, o, sh, scale);
   const dim3 grid(static_cast<unsigned>(sh.n), static_cast<unsigned>(sh.Hq), static_cast<unsigned>(sh.B));
   const size_t shmem = static_cast<size_t>(sh.D + kThreads) * sizeof(float);
   tree_attention_kernel<<<grid, kThreads, shmem, c10::cuda::getCurrentCUDAStream()>>>(a);
